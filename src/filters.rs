@@ -1,0 +1,1 @@
+//! `[filters]` name rewriting. (Skeleton: filled by the TFTP issue.)

@@ -1,0 +1,1 @@
+//! The MAC -> IP lease table. (Skeleton: filled by the DHCP issue.)

@@ -1,0 +1,122 @@
+//! pybootd: a BOOTP/DHCP/PXE and TFTP netboot daemon, compatible with the
+//! Python pybootd's `.ini` files and command line.
+//!
+//! # Code map
+//! Data flows one way: config -> sockets -> wire -> decision -> wire -> socket.
+//!
+//! | module | owns | I/O |
+//! | --- | --- | --- |
+//! | [`cli`] | the command line (clap) | none |
+//! | [`config`] | `.ini` text -> validated [`config::Config`] | reads the file |
+//! | [`netif`] | which host interface serves `pool_start` | lists interfaces |
+//! | [`wire`] | DHCP and TFTP bytes <-> typed packets | none |
+//! | [`dhcp`] | DHCP decisions (pure); `dhcp::server`, the socket loop | server.rs only |
+//! | [`leases`] | MAC -> IP lease table and its journal | the journal file |
+//! | [`acl`] | `[mac]`/`[uuid]` rules (pure); `acl::http`, the HTTP check | http.rs only |
+//! | [`filters`] | `[filters]` name rewriting (pure) | none |
+//! | [`tftp`] | TFTP listener, one task per transfer, sources | sockets, files, HTTP |
+//! | [`logging`] | `[logger]` -> tracing subscriber | the log sink |
+//!
+//! [`run`] starts the enabled services on sockets that `main` has bound,
+//! and stops them when the shutdown token is cancelled.
+
+pub mod acl;
+pub mod cli;
+pub mod config;
+pub mod dhcp;
+pub mod filters;
+pub mod leases;
+pub mod logging;
+pub mod netif;
+pub mod tftp;
+pub mod wire;
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::netif::ServerNet;
+
+/// How long in-flight work may take to finish once shutdown is asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// The sockets `main` (or a test) bound before anything runs.
+#[derive(Debug, Default)]
+pub struct Sockets {
+    /// The BOOTP/DHCP socket (`[bootp] address:port`), when DHCP runs.
+    pub dhcp: Option<UdpSocket>,
+    /// The TFTP listening socket (`[tftp] address:port`), when TFTP runs.
+    pub tftp: Option<UdpSocket>,
+}
+
+/// Runs every service that has a socket until `shutdown` is cancelled, then
+/// gives in-flight work [`SHUTDOWN_GRACE`] to end. `net` is the served
+/// network (required when DHCP runs).
+pub async fn run(
+    config: Arc<Config>,
+    net: Option<ServerNet>,
+    sockets: Sockets,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(sock) = sockets.dhcp {
+        let net = net.clone().ok_or_else(|| {
+            std::io::Error::other(
+                "the DHCP service needs the served network (pool_start's interface)",
+            )
+        })?;
+        let server = dhcp::server::DhcpServer::new(config.clone(), net, sock)?;
+        tasks.spawn(server.serve(shutdown.clone()));
+    }
+    if let Some(sock) = sockets.tftp {
+        let server = tftp::TftpServer::new(config.clone(), sock)?;
+        tasks.spawn(server.serve(shutdown.clone()));
+    }
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                // One service failing stops the others: a half-running
+                // netboot server is worse than a clear exit.
+                shutdown.cancel();
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+            Err(e) => {
+                shutdown.cancel();
+                if result.is_ok() {
+                    result = Err(std::io::Error::other(format!("service task failed: {e}")));
+                }
+            }
+        }
+    }
+    result
+}
+
+/// Binds a UDP socket the way the services need it: SO_REUSEADDR (a
+/// restart does not wait), SO_BROADCAST (DHCP replies), non-blocking (for
+/// tokio). Errors say which address could not be bound and why.
+pub fn bind_udp(addr: std::net::SocketAddrV4) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_broadcast(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&std::net::SocketAddr::V4(addr).into())
+        .map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::PermissionDenied => {
+                    " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+                }
+                std::io::ErrorKind::AddrInUse => " (another server, e.g. dnsmasq, holds it)",
+                _ => "",
+            };
+            std::io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}{hint}"))
+        })?;
+    Ok(s.into())
+}

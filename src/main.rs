@@ -1,0 +1,195 @@
+//! The `pybootd` binary: parse the command line, load the config, bind
+//! every socket, run the services until SIGINT/SIGTERM. Errors print as
+//! one `Error: ...` line (the full chain with `-d`) and exit 1.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use pybootd::cli::Cli;
+use pybootd::config::{Config, Dns, Root};
+use pybootd::netif::{self, ServerNet};
+use pybootd::Sockets;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if cli.debug {
+                eprintln!("Error: {e:?}");
+            } else {
+                eprintln!("Error: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The served network, when DHCP runs or TFTP needs an address from it.
+fn served_net(config: &Config) -> Result<Option<ServerNet>> {
+    let Some(b) = &config.bootp else {
+        return Ok(None);
+    };
+    let addrs = netif::host_addrs().context("cannot list the host's interfaces")?;
+    netif::select(&addrs, b.pool_start, b.address, b.netmask)
+        .map(Some)
+        .map_err(|m| anyhow::anyhow!("{}: [bootp] pool_start: {m}", config.path.display()))
+}
+
+fn real_main(cli: &Cli) -> Result<()> {
+    let config = Config::load(&cli.config)?;
+    if cli.http {
+        anyhow::bail!("the HTTP file server (-H, [httpd]) is not part of this build yet");
+    }
+    if cli.dhcp_enabled() && config.bootp.is_none() {
+        anyhow::bail!(
+            "{}: no [bootp] section: the DHCP service needs pool_start (or run with --tftp)",
+            config.path.display()
+        );
+    }
+    let net = if cli.dhcp_enabled() || config.tftp.address.is_none() {
+        match served_net(&config) {
+            Ok(n) => n,
+            Err(e) if !cli.dhcp_enabled() => {
+                // TFTP alone can listen on 0.0.0.0.
+                tracing::debug!("{e:#}");
+                None
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        None
+    };
+    let tftp_ip = config
+        .tftp
+        .address
+        .or(net.as_ref().map(|n| n.ip))
+        .unwrap_or(Ipv4Addr::UNSPECIFIED);
+
+    if cli.check {
+        print_check(cli, &config, net.as_ref(), tftp_ip);
+        return Ok(());
+    }
+
+    pybootd::logging::init(&config.logger, cli.debug)
+        .map_err(|m| anyhow::anyhow!("{}: {m}", config.path.display()))?;
+
+    // Bind everything before anything runs: a port in use or a missing
+    // privilege is one clear error, not a half-started daemon.
+    let mut sockets = Sockets::default();
+    if cli.dhcp_enabled() {
+        let b = config.bootp.as_ref().expect("checked above");
+        let addr = SocketAddrV4::new(b.address, b.port);
+        sockets.dhcp = Some(pybootd::bind_udp(addr)?);
+        tracing::info!(%addr, "BOOTP/DHCP listening");
+    }
+    if cli.tftp_enabled() {
+        let addr = SocketAddrV4::new(tftp_ip, config.tftp.port);
+        sockets.tftp = Some(pybootd::bind_udp(addr)?);
+        tracing::info!(%addr, "TFTP listening");
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let shutdown = CancellationToken::new();
+    let config = Arc::new(config);
+    rt.block_on(async {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            stop.cancel();
+        });
+        pybootd::run(config, net, sockets, shutdown).await
+    })?;
+    // Tasks that did not finish in the grace period are dropped here.
+    rt.shutdown_timeout(pybootd::SHUTDOWN_GRACE);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the daemon still runs; it just cannot
+        // stop gracefully.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// `--check`: what would be served, for the operator's dry run.
+fn print_check(cli: &Cli, config: &Config, net: Option<&ServerNet>, tftp_ip: Ipv4Addr) {
+    println!("config: {} (valid)", config.path.display());
+    if cli.dhcp_enabled() {
+        let b = config.bootp.as_ref().expect("checked");
+        let n = net.expect("DHCP needs the served network");
+        let last = Ipv4Addr::from(u32::from(b.pool_start) + b.pool_count.saturating_sub(1));
+        println!(
+            "dhcp: listen {}:{} on {} (server {} netmask {})",
+            b.address, b.port, n.ifname, n.ip, n.netmask
+        );
+        println!(
+            "dhcp: pool {}..{} ({} addresses), {} static, lease {} s, access {:?}, simple DHCP {}",
+            b.pool_start,
+            last,
+            b.pool_count,
+            config.static_dhcp.len(),
+            b.lease_time,
+            b.access,
+            if b.allow_simple_dhcp {
+                "served"
+            } else {
+                "ignored"
+            }
+        );
+        let dns = match &b.dns {
+            Dns::Auto => "auto (resolv.conf)".to_string(),
+            Dns::List(l) => l
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        println!("dhcp: gateway {}, dns [{dns}]", b.gateway.unwrap_or(n.ip));
+        match &b.lease_file {
+            Some(p) => println!("dhcp: leases journaled to {}", p.display()),
+            None => println!("dhcp: leases in memory only (lease_file = none)"),
+        }
+        println!(
+            "boot files: default {}",
+            config.boot_file_for(None).unwrap_or("(none)")
+        );
+        for (arch, f) in &config.bootfile.by_arch {
+            println!("boot files: arch {arch:05} -> {f}");
+        }
+    }
+    if cli.tftp_enabled() {
+        let t = &config.tftp;
+        let root = match &t.root {
+            Root::Local(p) => format!("{} (local)", p.display()),
+            Root::Http(u) => format!("{u} (HTTP)"),
+        };
+        println!("tftp: listen {tftp_ip}:{}, root {root}", t.port);
+        println!(
+            "tftp: blksize {} (max {}), timeout {:?} x {} retries, {} transfers at once",
+            t.blocksize, t.max_blocksize, t.timeout, t.retries, t.max_transfers
+        );
+        for f in &config.filters {
+            println!("tftp: filter {} -> {}", f.pattern, f.value);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! DHCP wire format. (Skeleton: filled by the DHCP issue.)

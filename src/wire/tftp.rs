@@ -1,0 +1,1 @@
+//! TFTP wire format. (Skeleton: filled by the TFTP issue.)
