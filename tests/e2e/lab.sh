@@ -95,13 +95,16 @@ lab_accel() {
 # (OVMF's own PXE client on virtio-net: no option ROM). Serial console to
 # $LAB_OUT/NAME.serial.
 lab_guest() {
-  local name=$1 fw=$2 mac=$3 tap="t$name" n accel
+  local name=$1 fw=$2 mac=$3 tap n accel
+  tap="t$name"
   accel=${LAB_ACCEL:-tcg}
   lab_ns ip tuntap add "$tap" mode tap
   lab_ns ip link set "$tap" master br0 up
   n=$(printf '%s' "$mac" | tr -d ':' | cut -c9-12)
+  local serial="file:$LAB_OUT/$name.serial"
+  [ "${LAB_FOREGROUND:-0}" = 1 ] && serial=mon:stdio
   local args=(qemu-system-x86_64 -accel "$accel" -name "$name" -display none -monitor none
-    -serial "file:$LAB_OUT/$name.serial" -no-reboot
+    -serial "$serial" -no-reboot
     -uuid "8e2e0000-1234-4abc-8def-0000e2e0$n"
     -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no")
   case $fw in
@@ -118,8 +121,13 @@ lab_guest() {
       ;;
     *) lab_log "unknown firmware $fw"; return 1 ;;
   esac
-  : >"$LAB_OUT/$name.serial"
   lab_log "guest $name: $fw $mac ($accel)"
+  if [ "${LAB_FOREGROUND:-0}" = 1 ]; then
+    # The console on this terminal (Ctrl-A X quits).
+    lab_ns "${args[@]}"
+    return 0
+  fi
+  : >"$LAB_OUT/$name.serial"
   lab_bg "qemu-$name" "${args[@]}"
 }
 
