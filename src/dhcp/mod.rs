@@ -74,7 +74,7 @@ pub struct Reply {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Decision {
     /// What the request was, for the log (`DISCOVER`, `BOOTP`, ...).
-    pub kind: String,
+    pub kind: &'static str,
     pub mac: Option<MacAddr>,
     pub xid: u32,
     pub ip: Option<Ipv4Addr>,
@@ -230,7 +230,7 @@ impl Engine {
             ..Decision::default()
         };
         let msg = p.message_type();
-        d.kind = msg.map_or("BOOTP".to_string(), |m| m.to_string());
+        d.kind = msg.map_or("BOOTP", |m| m.name());
         if p.op != BOOTREQUEST {
             return d.silent("not a BOOTREQUEST");
         }

@@ -128,6 +128,9 @@ impl DhcpServer {
                 }
             }
         }
+        // Room for bursts (hundreds of clients booting at once); the
+        // kernel caps it at net.core.rmem_max.
+        let _ = socket2::SockRef::from(&self.socket).set_recv_buffer_size(4 << 20);
         let send_clone = self.socket.try_clone()?;
         let sock = tokio::net::UdpSocket::from_std(self.socket)?;
         let (tx, journal_thread) = match journal {
@@ -294,6 +297,9 @@ fn start_check(
 }
 
 fn log_decision(d: &Decision) {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
     let mac = d.mac.map_or_else(|| "-".to_string(), |m| m.to_string());
     let ip = d.ip.map_or_else(|| "-".to_string(), |i| i.to_string());
     info!(

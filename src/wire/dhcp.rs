@@ -101,11 +101,28 @@ impl MessageType {
     }
 }
 
+impl MessageType {
+    /// The RFC 2131 name, `DISCOVER`, ...; `OTHER` for unknown types.
+    pub fn name(self) -> &'static str {
+        match self {
+            MessageType::Discover => "DISCOVER",
+            MessageType::Offer => "OFFER",
+            MessageType::Request => "REQUEST",
+            MessageType::Decline => "DECLINE",
+            MessageType::Ack => "ACK",
+            MessageType::Nak => "NAK",
+            MessageType::Release => "RELEASE",
+            MessageType::Inform => "INFORM",
+            MessageType::Other(_) => "OTHER",
+        }
+    }
+}
+
 impl fmt::Display for MessageType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MessageType::Other(o) => write!(f, "TYPE{o}"),
-            m => write!(f, "{}", format!("{m:?}").to_uppercase()),
+            m => f.write_str(m.name()),
         }
     }
 }
@@ -467,6 +484,10 @@ impl Packet {
     /// UDP headers): options not in `keep` are dropped from the end until
     /// the message fits. Returns the codes dropped.
     pub fn emit_within(&self, max: usize, keep: &[u8], buf: &mut Vec<u8>) -> Vec<u8> {
+        if self.emitted_len() <= max {
+            self.emit(buf);
+            return Vec::new();
+        }
         let mut p = self.clone();
         let mut dropped = Vec::new();
         while p.emitted_len() > max {

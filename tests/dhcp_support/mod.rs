@@ -228,6 +228,11 @@ impl Client {
         }
     }
 
+    pub async fn recv_after_send(&self, p: &Packet, wait: Duration) -> Option<Packet> {
+        self.send(p).await;
+        self.recv(p.xid, wait).await
+    }
+
     pub async fn ask(&self, p: &Packet) -> Option<Packet> {
         self.send(p).await;
         self.recv(p.xid, Duration::from_secs(3)).await
