@@ -94,6 +94,11 @@ async fn http_acl_grants_denies_times_out_and_never_blocks_others() {
     let ack = c.ask(&selecting(&a, o.yiaddr, ip(1))).await.unwrap();
     assert_eq!(msg_type(&ack), 5);
     assert_eq!(ack.option(opt::HOST_NAME), Some(&b"boxA"[..]));
+    // The File: line, for TFTP's {client_file}.
+    assert_eq!(
+        pybootd::dhcp::client_file(ack.yiaddr).as_deref(),
+        Some("boxA.cfg")
+    );
     // 401: nothing.
     let b = ipxe_discover(mac(2), 0x22);
     c.send(&b).await;

@@ -128,3 +128,76 @@ async fn simple_dhcp_client_full_cycle_with_notices() {
         "{journal}"
     );
 }
+
+const FILE_SERVER: &str = r#"
+import http.server, socketserver, sys
+class H(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, *a, **k):
+        super().__init__(*a, directory=sys.argv[1], **k)
+    def log_message(self, *a):
+        pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+s = S(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn option_13_from_an_http_root_and_a_dead_root_stalls_nobody() {
+    use std::io::BufRead;
+    common::need_program("python3");
+    let dir = Scratch::new("dhcplo");
+    dir.write("www/boot/pxelinux.0", &vec![1u8; 5000]);
+    let script = dir.write("files.py", FILE_SERVER.as_bytes());
+    let mut py = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(dir.path.join("www"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(py.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().parse().unwrap();
+    let ini = |root: String| {
+        format!(
+            "[bootp]\npool_start = 10.9.0.100\nlease_file = none\n[tftp]\nroot = {root}\n\
+             [bootfile]\ndefault = pxelinux.0\n"
+        )
+    };
+    let srv = Loopback::start(config(&ini(format!("http://127.0.0.1:{port}/boot"))));
+    let c = Client::new(srv.addr).await;
+    // The size arrives from a HEAD off the request path: ask until it shows.
+    let mut blocks = None;
+    for xid in 0..50 {
+        let o = c.ask(&ipxe_discover(mac(1), xid)).await.expect("OFFER");
+        if let Some(v) = o.option(opt::BOOT_FILE_SIZE) {
+            blocks = Some(u16::from_be_bytes([v[0], v[1]]));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = py.kill();
+    let _ = py.wait();
+    assert_eq!(
+        blocks,
+        Some(10),
+        "5000 bytes = 10 blocks, from Content-Length"
+    );
+    srv.shutdown().await;
+
+    // A root whose server accepts and never answers: offers still go out
+    // at once, without option 13.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let root = format!("http://{}/boot", dead.local_addr().unwrap());
+    let srv = Loopback::start(config(&ini(root)));
+    let c = Client::new(srv.addr).await;
+    let o = c
+        .recv_after_send(&ipxe_discover(mac(2), 77), Duration::from_secs(1))
+        .await
+        .expect("answered while the size lookup hangs");
+    assert_eq!(o.option(opt::BOOT_FILE_SIZE), None);
+    srv.shutdown().await;
+}

@@ -315,6 +315,9 @@ fn log_decision(d: &Decision) {
 /// Logs, journals, replies and notifies as `d` says.
 async fn finish(shared: &Shared, d: Decision, src: SocketAddr) {
     log_decision(&d);
+    if let Some((ip, file)) = &d.client_file {
+        crate::dhcp::set_client_file(*ip, file.clone());
+    }
     let lines: Vec<String> = d.journal.iter().map(|r| r.to_json()).collect();
     let reply = d.reply.as_ref().map(|r| {
         let mut buf = Vec::with_capacity(400);
