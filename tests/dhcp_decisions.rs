@@ -455,3 +455,22 @@ fn not_requests_and_not_ethernet_are_dropped() {
     let p = with_type(&plain_discover(mac(1), 1), 2);
     assert!(silent(&mut e, &p).contains("not a client message"));
 }
+
+#[test]
+fn a_booted_os_renewing_after_a_restart_is_still_served() {
+    // PXE boot, OS lease, then a "restart": a new engine fed the journal.
+    let mut e = engine("");
+    let pxe = ipxe_discover(mac(1), 1);
+    let got = reply(&mut e, &pxe).yiaddr;
+    let d = e.decide(&selecting(&pxe, got, ip(1)), NOW, None);
+    let mut fresh = engine("");
+    for r in &d.journal {
+        fresh.leases.apply(r);
+    }
+    // allow_simple_dhcp is off, yet the known MAC's OS renews.
+    let r = fresh.decide(&renewing(&plain_discover(mac(1), 2), got), NOW + 10, None);
+    assert_eq!(msg_type(&r.reply.expect(&r.why).packet), 5);
+    // An unknown plain client is still ignored.
+    let why = silent(&mut fresh, &plain_discover(mac(2), 3));
+    assert!(why.contains("allow_simple_dhcp"), "{why}");
+}

@@ -292,9 +292,15 @@ impl Engine {
         let new = if pxe {
             Phase::Pxe
         } else {
+            // A MAC with a bound lease was served before (a booted OS
+            // renewing after a daemon restart, which forgets phases).
+            let known = self
+                .leases
+                .get(&mac)
+                .is_some_and(|l| l.state == crate::leases::LeaseState::Bound);
             match current {
                 Phase::Pxe if msg == Some(MessageType::Request) => Phase::Dhcp,
-                Phase::Idle if allow_simple => Phase::Dhcp,
+                Phase::Idle if allow_simple || known => Phase::Dhcp,
                 other => other,
             }
         };

@@ -115,6 +115,9 @@ impl DhcpServer {
         }
 
         let local = self.socket.local_addr()?;
+        if !b.address.is_unspecified() && !b.address.is_loopback() {
+            warn!(address = %b.address, "bound to one address: broadcast DISCOVERs from clients without an address never reach it (use address = 0.0.0.0)");
+        }
         let reply_to_sender = local.port() != 67;
         if !reply_to_sender {
             // Broadcast replies must leave through the served interface.
