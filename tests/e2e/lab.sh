@@ -110,7 +110,10 @@ lab_guest() {
   case $fw in
     bios)
       # Debian's qemu loads ipxe-qemu's efi-e1000.rom (iPXE) for an e1000.
-      args+=(-m 256 -boot n -device "e1000,netdev=n0,mac=$mac")
+      # SeaBIOS's sercon copies the text screen (SeaBIOS, iPXE) to ttyS0.
+      printf '\xf8\x03\0\0\0\0\0\0' >"$LAB_OUT/sercon-port"
+      args+=(-m 256 -boot n -device "e1000,netdev=n0,mac=$mac"
+        -fw_cfg "name=etc/sercon-port,file=$LAB_OUT/sercon-port")
       ;;
     uefi)
       cp /usr/share/OVMF/OVMF_VARS_4M.fd "$LAB_OUT/$name.vars.fd"
@@ -129,6 +132,11 @@ lab_guest() {
   fi
   : >"$LAB_OUT/$name.serial"
   lab_bg "qemu-$name" "${args[@]}"
+}
+
+# lab_strip FILE: a serial log without escape sequences and carriage returns.
+lab_strip() {
+  tr -d '\r' <"$1" | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g'
 }
 
 # lab_marker NAME: the "ip fw" of the guest's NETBOOT-OK line, or nothing.
@@ -167,6 +175,7 @@ address = 0.0.0.0
 pool_start = $LAB_NET.$LAB_POOL_START
 pool_count = $LAB_POOL_COUNT
 lease_time = 3600
+lease_file = $LAB_OUT/leases.jsonl
 allow_simple_dhcp = yes
 servername = pybootd
 domain = e2e

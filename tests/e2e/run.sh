@@ -159,10 +159,10 @@ echo "---- kept: $out (serial *.serial, daemon server.log, lab.pcap)"
 for g in "${guests[@]}"; do
   read -r name _ <<<"$g"
   echo "---- $out/$name.serial (tail)"
-  tr -d '\r' <"$out/$name.serial" | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g' | tail -n 25
+  lab_strip "$out/$name.serial" | tail -n 25
 done
 echo "---- $out/server.log (tail)"
-tail -n 40 "$out/server.log" || true
+lab_strip "$out/server.log" | tail -n 40 || true
 echo "---- $out/lab.pcap (DHCP and TFTP requests, last 40)"
 tcpdump -r "$out/lab.pcap" -n 'udp port 67 or udp port 69' 2>/dev/null | tail -n 40 || true
 exit 1
