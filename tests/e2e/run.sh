@@ -147,6 +147,14 @@ for g in "${guests[@]}"; do
   fi
 done
 
+# The HTTP root must really have been the source of the boot files.
+if [[ $tftp_root == http://* ]]; then
+  for f in /pxelinux.0 /grubx64net.efi /vmlinuz /initrd.img; do
+    grep -q "\"GET $f HTTP/[0-9.]*\" 200" "$out/http.log" ||
+      fail+=("http_root: the HTTP server never served $f (see $out/http.log)")
+  done
+fi
+
 secs=$(echo "$(date +%s.%N) - $t0" | bc 2>/dev/null || echo "?")
 if [ ${#fail[@]} = 0 ]; then
   echo "E2E-RESULT variant=$variant server=$server accel=$LAB_ACCEL seconds=${secs%.*} PASS"
