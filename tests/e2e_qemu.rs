@@ -21,7 +21,15 @@ fn run_variant(variant: &str) {
         return;
     }
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    for p in ["qemu-system-x86_64", "tcpdump", "ip", "ss", "grub-mkimage", "busybox", "timeout"] {
+    for p in [
+        "qemu-system-x86_64",
+        "tcpdump",
+        "ip",
+        "ss",
+        "grub-mkimage",
+        "busybox",
+        "timeout",
+    ] {
         common::need_program(p);
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/run.sh");
@@ -37,10 +45,16 @@ fn run_variant(variant: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stderr}{stdout}");
-    println!("e2e variant {variant}: {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "e2e variant {variant}: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let pass = format!("variant={variant} server=pybootd");
     assert!(
-        out.status.success() && stdout.lines().any(|l| l.contains(&pass) && l.ends_with("PASS")),
+        out.status.success()
+            && stdout
+                .lines()
+                .any(|l| l.contains(&pass) && l.ends_with("PASS")),
         "e2e variant {variant} failed ({}):\n{stderr}{stdout}",
         out.status
     );
