@@ -95,6 +95,19 @@ def main():
             if line not in seen:
                 seen.add(line)
                 print(line)
+        elif sport not in (53, 8080) and dport not in (53, 8080) and len(payload) > 2 \
+                and payload[0] == 0 and payload[1] in (5, 6) and sport != 69 and dport != 69:
+            # OACK / ERROR from a transfer's own port.
+            if payload[1] == 6:
+                parts = [p.decode(errors="replace") for p in payload[2:].split(b"\0") if p]
+                line = f"  {src} -> {dst} OACK " + " ".join(parts)
+            else:
+                code = struct.unpack(">H", payload[2:4])[0]
+                msg = payload[4:].split(b"\0")[0].decode(errors="replace")
+                line = f"  {src} -> {dst} ERROR {code} {msg!r}"
+            if line not in seen:
+                seen.add(line)
+                print(line)
         elif dport == 69 and len(payload) > 2 and payload[1] == 1:
             parts = payload[2:].split(b"\0")
             line = f"{src} RRQ {parts[0].decode(errors='replace')!r} " + " ".join(
