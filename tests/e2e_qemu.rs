@@ -1,6 +1,6 @@
 //! End-to-end: real PXE firmware in QEMU (SeaBIOS + iPXE, OVMF's own PXE
 //! client) boots a Linux kernel from pybootd inside a network namespace.
-//! Each variant runs `tests/e2e/run.sh <variant>`, which passes only when
+//! Variants: bios, uefi, http_root, four, deny, tftp_only. Each runs `tests/e2e/run.sh <variant>`, which passes only when
 //! every guest prints `NETBOOT-OK ip=<pool address> fw=<bios|uefi>` on its
 //! serial console (see tests/e2e/run.sh; logs, serial and pcap are kept and
 //! printed on failure).
@@ -91,4 +91,12 @@ fn four_at_once() {
 #[test]
 fn mac_denied() {
     run_variant("deny");
+}
+
+/// Beside an existing DHCP server (dnsmasq, DHCP only, next-server = the
+/// pybootd host): `pybootd --tftp` serves the files, binds no port 67, and
+/// a BIOS and a UEFI guest boot.
+#[test]
+fn tftp_only_beside_dhcp() {
+    run_variant("tftp_only");
 }

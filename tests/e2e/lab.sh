@@ -207,6 +207,18 @@ lab_server() {
       lab_write_ini "$root" "$extra"
       lab_bg server "${PYBOOTD_BIN:?PYBOOTD_BIN: the pybootd binary}" -d -c "$LAB_OUT/pybootd.ini"
       ;;
+    split)
+      # An existing DHCP server (dnsmasq, DHCP only, next-server = us)
+      # beside `pybootd --tftp`.
+      lab_write_ini "$root" ""
+      lab_bg server "${PYBOOTD_BIN:?PYBOOTD_BIN: the pybootd binary}" --tftp -d -c "$LAB_OUT/pybootd.ini"
+      lab_bg dhcp dnsmasq --no-daemon --conf-file=/dev/null --port=0 --user=root \
+        --interface=br0 --bind-interfaces --log-dhcp --log-facility=- \
+        --dhcp-leasefile="$LAB_OUT/dnsmasq.leases" \
+        --dhcp-range="$LAB_NET.$LAB_POOL_START,$LAB_NET.$((LAB_POOL_START + LAB_POOL_COUNT - 1)),255.255.255.0,1h" \
+        --dhcp-match=set:efi64,option:client-arch,7 --dhcp-match=set:efi64,option:client-arch,9 \
+        --dhcp-boot=tag:efi64,grubx64net.efi,,$LAB_SERVER --dhcp-boot=tag:!efi64,pxelinux.0,,$LAB_SERVER
+      ;;
     dnsmasq)
       local deny=()
       local line
@@ -230,6 +242,10 @@ lab_server() {
   local i
   for i in $(seq 100); do
     if lab_ns ss -Hlun 2>/dev/null | grep -q ':67 ' && lab_ns ss -Hlun | grep -q ':69 '; then
+      if [ "$kind" = split ] && lab_ns ss -Hlunp | grep ':67 ' | grep -q pybootd; then
+        lab_log "pybootd --tftp listens on port 67"
+        return 1
+      fi
       return 0
     fi
     if ! kill -0 "$LAB_PID_server" 2>/dev/null; then

@@ -4,7 +4,7 @@
 # guest that should boot prints "NETBOOT-OK ip=<pool address> fw=<its fw>"
 # on its serial console (and a denied guest gets neither a boot nor a reply).
 #
-# Variants: bios, uefi, http_root, four, deny.
+# Variants: bios, uefi, http_root, four, deny, tftp_only.
 # Environment:
 #   E2E_SERVER   pybootd (default) or dnsmasq (to validate the harness)
 #   PYBOOTD_BIN  the pybootd binary (default: target/release/pybootd)
@@ -19,7 +19,7 @@ repo=$(cd "$here/../.." && pwd)
 # shellcheck source=tests/e2e/lab.sh
 . "$here/lab.sh"
 
-variant=${1:?usage: run.sh bios|uefi|http_root|four|deny}
+variant=${1:?usage: run.sh bios|uefi|http_root|four|deny|tftp_only}
 server=${E2E_SERVER:-pybootd}
 timeout_s=${E2E_TIMEOUT:-240}
 export PYBOOTD_BIN=${PYBOOTD_BIN:-$repo/target/release/pybootd}
@@ -39,6 +39,7 @@ out=${E2E_OUT:-$(mktemp -d "/tmp/pybootd-e2e-$variant.XXXX")}
 
 # Guests: "name fw mac expect", expect = boot | deny.
 guests=()
+kind=$server
 access=""
 tftp_root=$root
 case $variant in
@@ -51,6 +52,11 @@ case $variant in
   four)
     guests=("g11 bios 52:54:00:e2:e0:11 boot" "g12 bios 52:54:00:e2:e0:12 boot"
       "g13 uefi 52:54:00:e2:e0:13 boot" "g14 uefi 52:54:00:e2:e0:14 boot")
+    ;;
+  tftp_only)
+    # An existing DHCP server (dnsmasq, DHCP only) beside pybootd --tftp.
+    guests=("g5 bios 52:54:00:e2:e0:05 boot" "g6 uefi 52:54:00:e2:e0:06 boot")
+    [ "$server" = pybootd ] && kind=split
     ;;
   deny)
     guests=("g21 bios 52:54:00:e2:e0:21 boot" "g66 bios 52:54:00:e2:e0:66 deny")
@@ -66,7 +72,7 @@ if [[ $tftp_root == http://* ]]; then
   lab_bg http /usr/bin/python3 -m http.server 8080 --bind "$LAB_SERVER" --directory "$root"
   for _ in $(seq 50); do lab_ns ss -Hltn | grep -q ':8080 ' && break; sleep 0.1; done
 fi
-lab_server "$server" "$tftp_root" "$access"
+lab_server "$kind" "$tftp_root" "$access"
 
 for g in "${guests[@]}"; do
   read -r name fw mac _ <<<"$g"
