@@ -2,8 +2,8 @@
 //! client) boots a Linux kernel from pybootd inside a network namespace.
 //! Variants: bios, uefi, http_root, four, deny, tftp_only. Each runs
 //! `tests/e2e/run.sh <variant>`, which passes only when every guest prints
-//! `NETBOOT-OK ip=<pool address> fw=<bios|uefi>` on its serial console (see tests/e2e/run.sh; logs, serial and pcap are kept and
-//! printed on failure).
+//! `NETBOOT-OK ip=<pool address> fw=<bios|uefi>` on its serial console
+//! (logs, serial and pcap are kept and printed on failure).
 
 mod common;
 
