@@ -171,7 +171,6 @@ type = stderr
 level = debug
 
 [bootp]
-address = 0.0.0.0
 pool_start = $LAB_NET.$LAB_POOL_START
 pool_count = $LAB_POOL_COUNT
 lease_time = 3600
@@ -188,7 +187,6 @@ default = pxelinux.0
 00009 = grubx64net.efi
 
 [tftp]
-address = $LAB_SERVER
 root = $root
 $extra
 EOF
