@@ -43,6 +43,7 @@ LAB_ACCEL=$(lab_accel "$root")
 out=$(mktemp -d /tmp/netboot-lab.XXXX)
 lab_init "$out"
 lab_pcap
+lab_ra 3600
 lab_server "$server" "$root"
 cat <<EOM
 

@@ -70,6 +70,12 @@ lab_pcap() {
   return 1
 }
 
+# lab_ra SECONDS: IPv6 "no router here" advertisements on the bridge, so
+# that iPXE does not wait ~15 s for one (tests/e2e/ra.py).
+lab_ra() {
+  lab_bg ra /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/ra.py" br0 "$1"
+}
+
 # lab_accel: "kvm" when a KVM guest boots the probe kernel within seconds,
 # else "tcg" (KVM can be present and hang, e.g. nested). Cached per boot.
 lab_accel() {

@@ -68,6 +68,7 @@ esac
 lab_init "$out"
 lab_log "variant $variant, server $server, accel $LAB_ACCEL, logs in $out"
 lab_pcap
+lab_ra "$timeout_s"
 if [[ $tftp_root == http://* ]]; then
   lab_bg http /usr/bin/python3 -m http.server 8080 --bind "$LAB_SERVER" --directory "$root"
   for _ in $(seq 50); do lab_ns ss -Hltn | grep -q ':8080 ' && break; sleep 0.1; done
