@@ -82,7 +82,7 @@ done
 
 # Wait (bounded) until every guest that should boot printed its marker or
 # stopped; a denied guest is watched for at least deny_s seconds.
-deny_s=45
+deny_s=30
 start=$(date +%s)
 while :; do
   now=$(date +%s)
