@@ -147,7 +147,7 @@ fn kill_9_during_a_dora_burst_loses_no_acked_lease() {
     let mut d = start(&dir, port, "warning", "1");
     let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut killed = false;
-    let (acked, _) = burst(server, 20_000, 256, Duration::from_millis(700), |count| {
+    let (acked, _) = burst(server, 20_000, 256, Duration::from_secs(3), |count| {
         if count == 3000 && !killed {
             // SIGKILL: no chance to flush anything.
             d.child.kill().unwrap();
