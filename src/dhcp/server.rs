@@ -195,45 +195,27 @@ impl DhcpServer {
             ));
         }
 
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let (n, src) = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                r = shared.sock.recv_from(&mut buf) => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        warn!("DHCP receive failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
-            };
-            let packet = match Packet::parse(&buf[..n]) {
-                Ok(p) => p,
-                Err(e) => {
-                    warn!(%src, len = n, "dropped: {e}");
-                    continue;
-                }
-            };
-            let decision = {
-                // Locked briefly, never across an await.
-                let mut engine = shared.engine.lock().unwrap_or_else(|p| p.into_inner());
-                engine.decide(&packet, unix_now(), None)
-            };
-            if let Some(q) = decision.check.clone() {
-                log_decision(&decision);
-                start_check(&shared, &tracker, packet, q, src);
-                continue;
-            }
-            finish(&shared, decision, src).await;
+        // A few receive loops share the socket: parsing, logging and
+        // sending run in parallel; decisions are serialised by the engine
+        // lock, held briefly.
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4);
+        for _ in 0..workers {
+            tracker.spawn(receive_loop(
+                shared.clone(),
+                tracker.clone(),
+                shutdown.clone(),
+            ));
         }
+        shutdown.cancelled().await;
 
         tracker.close();
         if tokio::time::timeout(crate::SHUTDOWN_GRACE, tracker.wait())
             .await
             .is_err()
         {
-            warn!("HTTP ACL checks still running at shutdown: abandoned");
+            warn!("DHCP tasks (HTTP ACL checks) still running at shutdown: abandoned");
         }
         // Closing the channel ends the journal thread once it has written
         // (and answered) what it holds.
@@ -247,6 +229,41 @@ impl DhcpServer {
             Err(_) => warn!("DHCP tasks still hold the journal at shutdown"),
         }
         Ok(())
+    }
+}
+
+async fn receive_loop(shared: Arc<Shared>, tracker: TaskTracker, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, src) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = shared.sock.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!("DHCP receive failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let packet = match Packet::parse(&buf[..n]) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(%src, len = n, "dropped: {e}");
+                continue;
+            }
+        };
+        let decision = {
+            // Locked briefly, never across an await.
+            let mut engine = shared.engine.lock().unwrap_or_else(|p| p.into_inner());
+            engine.decide(&packet, unix_now(), None)
+        };
+        if let Some(q) = decision.check.clone() {
+            log_decision(&decision);
+            start_check(&shared, &tracker, packet, q, src);
+            continue;
+        }
+        finish(&shared, decision, src).await;
     }
 }
 
