@@ -34,6 +34,9 @@ for p in "${pkgs[@]}"; do
 done
 key=$( (echo "$versions"; cat "${BASH_SOURCE[0]}") | sha256sum | cut -c1-16)
 out="$cache/$key"
+# One builder at a time (two test runs may start together).
+exec 9>"$cache/.lock"
+flock -w 900 9 || { echo "payloads: $cache/.lock is held for 15 min" >&2; exit 1; }
 if [ -f "$out/.done" ]; then
   echo "$out/root"
   exit 0
