@@ -109,9 +109,10 @@ done
 for _ in $(seq 10); do
   alive=0
   for g in "${guests[@]}"; do
-    read -r name _ <<<"$g"
+    read -r name _ _ expect <<<"$g"
     pidvar="LAB_PID_qemu_$name"
-    kill -0 "${!pidvar}" 2>/dev/null && alive=1
+    # A denied guest never powers off by itself.
+    [ "$expect" = boot ] && kill -0 "${!pidvar}" 2>/dev/null && alive=1
   done
   [ $alive = 0 ] && break
   sleep 1
