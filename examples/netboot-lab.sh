@@ -49,7 +49,7 @@ cat <<EOM
 
   TFTP root    $root
   server       $server on $LAB_SERVER (namespace $LAB_NS, bridge br0)
-  config       $out/pybootd.ini
+  config       $([ "$server" = pybootd ] && echo "$out/pybootd.ini" || echo "(dnsmasq command line)")
   daemon log   $out/server.log
   capture      $out/lab.pcap   (tcpdump -r $out/lab.pcap -vv -n)
   guest        $fw, QEMU $LAB_ACCEL; Ctrl-A X quits
