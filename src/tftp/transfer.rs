@@ -10,12 +10,15 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TftpConfig;
+use crate::tftp::gso;
 use crate::tftp::source::{Source, TftpError};
 use crate::wire::tftp::{self as wire, code, Packet, Request};
 
 /// A window never holds more than this many bytes of data (memory bound
 /// per transfer, whatever blksize x windowsize a client asks for).
-pub const MAX_WINDOW_BYTES: usize = 4 << 20;
+/// 128 KiB: a window that overflows the client's default socket buffer
+/// (about 208 KiB of truesize) is lost whole, so bigger ones only slow.
+pub const MAX_WINDOW_BYTES: usize = 128 << 10;
 
 /// What was agreed for one transfer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -237,6 +240,11 @@ pub async fn send_file<S: Source>(
     let mut last: Option<(u64, usize)> = None;
     let mut bytes: u64 = 0;
     let mut tries = 0u32;
+    // Whole windows in one send each (UDP GSO), when the kernel agrees.
+    let per_send = gso::MAX_SEGMENTS.min(gso::MAX_SEND / slot);
+    let mut gso = window > 1
+        && per_send > 1
+        && u16::try_from(slot).is_ok_and(|s| gso::set_segment(link.sock, s));
     loop {
         if link.cancel.is_cancelled() {
             link.send_error(&TftpError::new(code::NOT_DEFINED, "Server shutting down"))
@@ -267,16 +275,26 @@ pub async fn send_file<S: Source>(
             }
             nbuf += 1;
         }
-        // Send it.
+        // Send it: with GSO, runs of up to `per_send` blocks in one call.
         let len_of = |i: usize| match last {
             Some((b, got)) if b == base + i as u64 => 4 + got,
             _ => slot,
         };
-        for i in 0..nbuf {
-            let at = i * slot;
-            link.sock
-                .send_to(&win[at..at + len_of(i)], link.peer)
-                .await?;
+        let mut i = 0;
+        while i < nbuf {
+            let j = if gso { (i + per_send).min(nbuf) } else { i + 1 };
+            let range = i * slot..(j - 1) * slot + len_of(j - 1);
+            match link.sock.send_to(&win[range], link.peer).await {
+                Ok(_) => i = j,
+                Err(e) if gso => {
+                    // The path refuses segmentation (MTU, offload): send
+                    // packet by packet from now on.
+                    tracing::debug!("UDP GSO refused ({e}): one send per block");
+                    gso = false;
+                    crate::tftp::gso::set_segment(link.sock, 0);
+                }
+                Err(e) => return Err(e),
+            }
         }
         // Wait for an ACK that moves the window. Duplicates and old ACKs
         // change nothing: only a timeout retransmits (no Sorcerer's
