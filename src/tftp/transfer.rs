@@ -2,7 +2,7 @@
 //! loop (lock-step or RFC 7440 windows, rollover, bounded retransmission,
 //! no Sorcerer's Apprentice) and the WRQ receive loop.
 
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,9 @@ pub fn negotiate(
     }
     Ok(n)
 }
+
+/// Most window slots filled by one read.
+const READ_BATCH: usize = 64;
 
 /// How a transfer ended.
 #[derive(Debug)]
@@ -251,29 +254,37 @@ pub async fn send_file<S: Source>(
                 .await;
             return Ok(End::Cancelled);
         }
-        // Fill the window.
+        // Fill the window: the data parts of up to READ_BATCH slots in one
+        // (vectored) read.
         while nbuf < window && last.is_none() {
-            let at = nbuf * slot;
-            let data = &mut win[at + 4..at + slot];
-            let mut got = 0;
-            while got < bs {
-                match src.read(&mut data[got..]).await {
-                    Ok(0) => break,
-                    Ok(k) => got += k,
-                    Err(e) => {
-                        link.send_error(&TftpError::new(code::NOT_DEFINED, "Read error"))
-                            .await;
-                        return Ok(End::SourceFailed(e));
-                    }
+            let count = (window - nbuf).min(READ_BATCH);
+            let region = &mut win[nbuf * slot..(nbuf + count) * slot];
+            let mut slices: [IoSliceMut<'_>; READ_BATCH] =
+                std::array::from_fn(|_| IoSliceMut::new(&mut []));
+            for (s, chunk) in slices.iter_mut().zip(region.chunks_mut(slot)) {
+                *s = IoSliceMut::new(&mut chunk[4..]);
+            }
+            let got = match src.read_full(&mut slices[..count]).await {
+                Ok(g) => g,
+                Err(e) => {
+                    link.send_error(&TftpError::new(code::NOT_DEFINED, "Read error"))
+                        .await;
+                    return Ok(End::SourceFailed(e));
                 }
-            }
-            let block = base + nbuf as u64;
-            wire::write_data_header(&mut win[at..at + 4], block as u16);
+            };
             bytes += got as u64;
-            if got < bs {
-                last = Some((block, got));
+            // Every slot is full up to the first short one (the last block).
+            let full = got / bs;
+            let filled = if got < count * bs { full + 1 } else { count };
+            for i in 0..filled {
+                let at = (nbuf + i) * slot;
+                let block = base + (nbuf + i) as u64;
+                wire::write_data_header(&mut win[at..at + 4], block as u16);
             }
-            nbuf += 1;
+            if got < count * bs {
+                last = Some((base + (nbuf + full) as u64, got - full * bs));
+            }
+            nbuf += filled;
         }
         // Send it: with GSO, runs of up to `per_send` blocks in one call.
         let len_of = |i: usize| match last {
