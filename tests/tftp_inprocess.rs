@@ -175,6 +175,45 @@ fn lost_ack_is_retransmitted_and_duplicate_acks_send_nothing_twice() {
 }
 
 #[test]
+fn lost_data_in_a_window_is_resent_from_the_gap() {
+    let root = Scratch::new("gap");
+    let content = bytes(100_000, 23);
+    root.write("f", &content);
+    let srv = Server::start(&root.path, "timeout = 0.3\n");
+    let hooks = Hooks {
+        drop_data: Some(10),
+        ..Hooks::default()
+    };
+    let got = get_with(srv.addr, "f", Mode::Octet, &[("windowsize", "8")], &hooks).unwrap();
+    assert_eq!(sha(&got.data), sha(&content));
+    assert!(got.repeats >= 1, "blocks after the gap arrive out of order");
+}
+
+#[test]
+fn silent_client_is_abandoned_after_bounded_retries_and_frees_its_slot() {
+    let root = Scratch::new("silent");
+    root.write("f", &bytes(10_000, 29));
+    let srv = Server::start(
+        &root.path,
+        "timeout = 0.2\nretries = 2\nmax_transfers = 1\n",
+    );
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    s.send_to(b"\x00\x01f\x00octet\x00", srv.addr).unwrap();
+    let mut buf = [0u8; 1024];
+    let mut copies = 0;
+    while let Ok((n, _)) = s.recv_from(&mut buf) {
+        assert_eq!(&buf[..4], &[0, 3, 0, 1], "{n} bytes");
+        copies += 1;
+        assert!(copies <= 3, "more than 1 + retries copies");
+    }
+    assert_eq!(copies, 3, "block 1 once, then retries = 2 retransmissions");
+    // The only slot is free again.
+    assert_eq!(get(srv.addr, "f", &[]).unwrap().data.len(), 10_000);
+}
+
+#[test]
 fn traversal_refused_without_a_byte() {
     let root = Scratch::new("trav");
     let outside = Scratch::new("outside");

@@ -3,6 +3,7 @@
 //! sources. Protocol decisions live in `transfer` (negotiation) and
 //! `crate::filters`; bytes in `crate::wire::tftp`.
 
+mod gso;
 pub mod source;
 pub mod transfer;
 
