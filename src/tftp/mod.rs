@@ -113,7 +113,9 @@ impl TftpServer {
                     Ok(x) => x,
                     Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::Interrupted) => continue,
                     Err(e) => {
+                        // Not a packet's fault (e.g. no memory): do not spin.
                         tracing::warn!("TFTP receive: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
                     }
                 },
