@@ -147,6 +147,36 @@ fn edk2_size_probe_then_transfer() {
 }
 
 #[test]
+fn edk2_probe_then_new_rrq_from_the_same_port_starts_at_once() {
+    let root = Scratch::new("edk2same");
+    let content = bytes(5000, 31);
+    root.write("g.efi", &content);
+    let srv = Server::start(&root.path, "");
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut buf = [0u8; 2048];
+    s.send_to(
+        b"\x00\x01g.efi\x00octet\x00tsize\x000\x00blksize\x001468\x00",
+        srv.addr,
+    )
+    .unwrap();
+    let (n, tid) = s.recv_from(&mut buf).unwrap();
+    assert!(matches!(Packet::parse(&buf[..n]), Ok(Packet::Oack { .. })));
+    s.send_to(b"\x00\x05\x00\x08User aborted the transfer\x00", tid)
+        .unwrap();
+    // The same RRQ again would be a retransmission; this one differs.
+    s.send_to(b"\x00\x01g.efi\x00octet\x00blksize\x001468\x00", srv.addr)
+        .unwrap();
+    let (n, tid2) = s.recv_from(&mut buf).expect("an answer, not silence");
+    assert_ne!(tid, tid2);
+    assert!(matches!(Packet::parse(&buf[..n]), Ok(Packet::Oack { .. })));
+    s.send_to(&[0, 4, 0, 0], tid2).unwrap();
+    let (n, _) = s.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..4], &[0, 3, 0, 1]);
+    assert!(buf[4..n] == content[..1468], "first block's bytes");
+}
+
+#[test]
 fn lost_ack_is_retransmitted_and_duplicate_acks_send_nothing_twice() {
     let root = Scratch::new("loss");
     let content = bytes(50_000, 11);
