@@ -1,0 +1,354 @@
+#!/usr/bin/env bash
+# benches/run.sh: pybootd against dnsmasq, tftpd-hpa, atftpd and Kea in one
+# run, in a two-namespace lab; writes BENCHMARKS.md (see benches/README.md).
+#
+#   sudo benches/run.sh                 full run (about 20 minutes), rewrites BENCHMARKS.md
+#   sudo benches/run.sh --smoke         every script with tiny sizes, 1 run; fails on any error
+#   options: --sections "ceiling single storm dhcp http startup"
+#            --servers "pybootd atftpd tftpd-hpa dnsmasq kea"   --runs N
+#            --out DIR (results, logs; default target/bench/<time>)   --no-build
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+# shellcheck source=benches/lib.sh
+source "$HERE/lib.sh"
+# shellcheck source=benches/servers.sh
+source "$HERE/servers.sh"
+# shellcheck source=benches/report.sh
+source "$HERE/report.sh"
+
+SMOKE=0
+SECTIONS="ceiling single storm dhcp http startup"
+SERVERS="pybootd atftpd tftpd-hpa dnsmasq kea"
+RUNS=""
+OUT=""
+BUILD=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) SMOKE=1 ;;
+    --sections) SECTIONS=$2; shift ;;
+    --servers) SERVERS=$2; shift ;;
+    --runs) RUNS=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    --no-build) BUILD=0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) die "unknown option $1 (see --help)" ;;
+  esac
+  shift
+done
+[ "$(id -u)" = 0 ] || die "run as root (network namespaces): sudo $0 $*"
+for p in ip taskset jq iperf3 perfdhcp kea-dhcp4 dnsmasq in.tftpd busybox ss pgrep; do
+  command -v "$p" >/dev/null || [ -x "/usr/sbin/$p" ] || die "$p is not installed (.ci/apt.d/bench.txt lists the packages)"
+done
+export PATH="$PATH:/usr/sbin:/sbin"
+
+if [ "$SMOKE" = 1 ]; then
+  RUNS=${RUNS:-1}
+  BIG=$((1 << 20)) STORM_SIZE=$((256 << 10)) SMALL=$((64 << 10))
+  STORMS="5 20" STORM_DEADLINE=30 SINGLE_DEADLINE=20
+  PING_S=0.3 IPERF_S=1 DHCP_PERIOD=1 DHCP_PROBES=1 DHCP_SMOKE_RATE=200
+else
+  RUNS=${RUNS:-3}
+  BIG=$((64 << 20)) STORM_SIZE=$((24 << 20)) SMALL=$((8 << 20))
+  STORMS="50 200" STORM_DEADLINE=120 SINGLE_DEADLINE=120
+  PING_S=2 IPERF_S=3 DHCP_PERIOD=3 DHCP_PROBES=5 DHCP_SMOKE_RATE=0
+fi
+has() { [[ " $SERVERS " == *" $1 "* ]]; }
+section() { [[ " $SECTIONS " == *" $1 "* ]]; }
+TFTP_SERVERS=""
+for s in pybootd atftpd tftpd-hpa dnsmasq; do has "$s" && TFTP_SERVERS="$TFTP_SERVERS $s"; done
+DHCP_SERVERS=""
+for s in pybootd kea dnsmasq; do has "$s" && DHCP_SERVERS="$DHCP_SERVERS $s"; done
+
+OUT=${OUT:-$ROOT/target/bench/$(date -u +%Y%m%dT%H%M%S)$([ "$SMOKE" = 1 ] && echo -smoke)}
+mkdir -p "$OUT/logs"
+: >"$OUT/results.tsv"
+: >"$OUT/errors"
+# Served files live where every server's user can read them.
+DATA=$(mktemp -d /tmp/pybootd-bench.XXXXXX)
+chmod 755 "$DATA"
+STATE="$DATA.state"
+mkdir -p "$STATE"
+SEQ=0
+T_START=$(date +%s)
+
+cleanup() {
+  local rc=$?
+  set +e
+  lab_down
+  [ -n "${HTTPD_PID:-}" ] && kill "$HTTPD_PID" 2>/dev/null
+  rm -rf "$DATA" "$STATE"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# err MESSAGE: a failure. The smoke run fails on any; a full run reports them.
+err() {
+  echo "ERROR: $*" | tee -a "$OUT/errors" >&2
+}
+
+if [ "$BUILD" = 1 ]; then
+  log "building (cargo build --release -p pybootd -p tftpload)"
+  (cd "$ROOT" && cargo build --release -q -p pybootd -p tftpload)
+fi
+TFTPLOAD="$ROOT/target/release/tftpload"
+PYBOOTD="$ROOT/target/release/pybootd"
+[ -x "$TFTPLOAD" ] || die "$TFTPLOAD missing (cargo build --release -p tftpload)"
+if [ -n "$TFTP_SERVERS$DHCP_SERVERS" ] && has pybootd; then
+  [ -x "$PYBOOTD" ] || die "$PYBOOTD missing (cargo build --release)"
+fi
+has atftpd && ensure_atftpd
+
+# Files: random bytes, hashed once.
+mkfile() { head -c "$2" /dev/urandom >"$DATA/$1"; chmod 644 "$DATA/$1"; sha256sum "$DATA/$1" | cut -d' ' -f1; }
+SHA_BIG=$(mkfile big.bin "$BIG")
+SHA_STORM=$(mkfile storm.bin "$STORM_SIZE")
+SHA_SMALL=$(mkfile small.bin "$SMALL")
+mkfile probe 64 >/dev/null
+
+lab_up
+log "lab: $NS_S ($SIP, core 0) <-> $NS_C ($CIP, core 1); out $OUT"
+
+# get SERVER-LABEL ARGS...: one tftpload get in the client namespace; prints its JSON.
+tget() {
+  local out
+  if ! out=$(C "$TFTPLOAD" get --server "$SIP:69" "$@"); then
+    err "tftpload get $* failed to run"
+    echo '{}'
+    return 0
+  fi
+  echo "$out"
+}
+
+# ---------------------------------------------------------------- ceilings
+run_ceiling() {
+  local run bs out
+  S "$TFTPLOAD" echo --bind "$SIP:7000" >"$OUT/logs/echo.log" 2>&1 &
+  local echo_pid=$!
+  sleep 0.2
+  for run in $(seq "$RUNS"); do
+    for bs in 512 1468 65464; do
+      out=$(C "$TFTPLOAD" pingpong --server "$SIP:7000" --blksize "$bs" --seconds "$PING_S") || err "pingpong $bs"
+      rec ceiling pingpong "$bs" "$run" mbps "$(jget "$out" mbps)"
+      rec ceiling pingpong "$bs" "$run" rtt_us "$(jget "$out" rtt_us)"
+    done
+    for len in 1472 65000; do
+      S iperf3 -s -1 -B "$SIP" -p 5201 >"$OUT/logs/iperf3-s.log" 2>&1 &
+      local ip_pid=$!
+      for _ in $(seq 100); do
+        [ -n "$(ip netns exec "$NS_S" ss -Hltn 'sport = :5201')" ] && break
+        sleep 0.05
+      done
+      out=$(C iperf3 -c "$SIP" -p 5201 -u -b 0 -l "$len" -t "$IPERF_S" -R -J) || err "iperf3 -l $len"
+      # In reverse mode the client receives: end.sum is the receiver's goodput.
+      rec ceiling iperf3 "$len" "$run" mbps "$(jq -r '.end.sum.bits_per_second / 8e6' <<<"$out")"
+      rec ceiling iperf3 "$len" "$run" lost_pct "$(jq -r '.end.sum.lost_percent' <<<"$out")"
+      wait "$ip_pid" 2>/dev/null || true
+    done
+  done
+  kill "$echo_pid" 2>/dev/null || true
+  wait "$echo_pid" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- 1. single downloads
+SINGLE_CASES="512 1468 max 1468w16 1468w64"
+case_args() {
+  case "$1" in
+    512) echo "--blksize 512" ;;
+    1468) echo "--blksize 1468" ;;
+    max) echo "--blksize 65464" ;;
+    1468w16) echo "--blksize 1468 --windowsize 16" ;;
+    1468w64) echo "--blksize 1468 --windowsize 64" ;;
+  esac
+}
+
+run_single() {
+  local srv run c out
+  for srv in $TFTP_SERVERS; do
+    for run in $(seq "$RUNS"); do
+      tftp_start "$srv"
+      for c in $SINGLE_CASES; do
+        # shellcheck disable=SC2046
+        out=$(tget --file big.bin $(case_args "$c") --sha256 "$SHA_BIG" --size "$BIG" --deadline-s "$SINGLE_DEADLINE")
+        rec single "$srv" "$c" "$run" mbps "$(jget "$out" mbps)"
+        rec single "$srv" "$c" "$run" blksize "$(jget "$out" blksize)"
+        rec single "$srv" "$c" "$run" windowsize "$(jget "$out" windowsize)"
+        if [ "$(jget "$out" completed)" != 1 ]; then
+          err "single $srv $c run $run: $(jget "$out" first_error)"
+        fi
+        log "single $srv $c run $run: $(jget "$out" mbps) MB/s (blksize $(jget "$out" blksize), windowsize $(jget "$out" windowsize))"
+      done
+      srv_stop
+    done
+  done
+}
+
+# ---------------------------------------------------------------- 2. storms
+run_storm() {
+  local srv n run out done_
+  for srv in $TFTP_SERVERS; do
+    for n in $STORMS; do
+      for run in $(seq "$RUNS"); do
+        tftp_start "$srv"
+        out=$(tget --file storm.bin --blksize 1468 --clients "$n" --sha256 "$SHA_STORM" --size "$STORM_SIZE" \
+          --deadline-s "$STORM_DEADLINE" --times "$OUT/logs/storm-$srv-$n-$run.tsv")
+        srv_stop
+        done_=$(jget "$out" completed)
+        for k in completed failed p50_s p99_s mbps retransmits; do
+          rec storm "$srv" "$n" "$run" "$k" "$(jget "$out" "$k")"
+        done
+        rec storm "$srv" "$n" "$run" cpu_s "$SRV_CPU"
+        rec storm "$srv" "$n" "$run" rss_mib "$(awk -v k="$SRV_RSS_KIB" 'BEGIN{printf "%.1f", k/1024}')"
+        log "storm $srv x$n run $run: $done_/$n done, p99 $(jget "$out" p99_s) s, $(jget "$out" mbps) MB/s, cpu $SRV_CPU s, rss $SRV_RSS_KIB KiB"
+        if [ "$(jget "$out" failed)" != 0 ]; then
+          # Failures are a result in a full run (the table shows them).
+          [ "$SMOKE" = 1 ] && err "storm $srv x$n: $(jget "$out" failed) failed: $(jget "$out" first_error)"
+          if [ "${done_:-0}" = 0 ]; then
+            log "storm $srv x$n: none finished in $STORM_DEADLINE s; not repeated"
+            rec storm "$srv" "$n" "$run" note "none finished; not repeated"
+            break
+          fi
+        fi
+      done
+    done
+  done
+}
+
+# ---------------------------------------------------------------- 3. DHCP
+# dhcp_probe SERVER RATE: a fresh server (empty lease file), perfdhcp at
+# RATE DORA/s for DHCP_PERIOD seconds (RATE 0: as fast as it can); sets
+# P_ACKS (ACKs/s achieved) and P_LOSS (% of DORAs without an ACK).
+dhcp_probe() {
+  local srv=$1 rate=$2 out disc acks
+  dhcp_start "$srv"
+  local rflag=()
+  [ "$rate" != 0 ] && rflag=(-r "$rate")
+  out=$(C perfdhcp -4 -g single "${rflag[@]}" -R 1000000 -p "$DHCP_PERIOD" -l "$CIP" "$SIP" 2>&1) || true
+  echo "$out" >"$OUT/logs/$SEQ-perfdhcp-$srv-$rate.log"
+  srv_stop
+  disc=$(awk '/Statistics for: DISCOVER-OFFER/{s=1} s&&/^sent packets:/{print $3; exit}' <<<"$out")
+  acks=$(awk '/Statistics for: REQUEST-ACK/{s=1} s&&/^received packets:/{print $3; exit}' <<<"$out")
+  P_LEASES=$(dhcp_lease_count "$srv")
+  if [ -z "$disc" ] || [ -z "$acks" ] || [ "$disc" = 0 ]; then
+    err "perfdhcp against $srv at $rate/s: no statistics (log $OUT/logs/$SEQ-perfdhcp-$srv-$rate.log)"
+    P_ACKS=0 P_LOSS=100
+    return
+  fi
+  P_ACKS=$(awk -v a="$acks" -v p="$DHCP_PERIOD" 'BEGIN{printf "%.0f", a/p}')
+  P_LOSS=$(awk -v a="$acks" -v d="$disc" 'BEGIN{printf "%.2f", 100*(d-a)/d}')
+  log "dhcp $srv at ${rate}/s: $acks ACKs of $disc DISCOVERs ($P_ACKS/s, loss $P_LOSS %), $P_LEASES leases on disk"
+}
+
+run_dhcp() {
+  local srv run best r i ok sat
+  for srv in $DHCP_SERVERS; do
+    for run in $(seq "$RUNS"); do
+      if [ "$SMOKE" = 1 ]; then
+        dhcp_probe "$srv" "$DHCP_SMOKE_RATE"
+        rec dhcp "$srv" sustained "$run" dora_s "$P_ACKS"
+        rec dhcp "$srv" sustained "$run" loss_pct "$P_LOSS"
+        rec dhcp "$srv" sustained "$run" leases "$P_LEASES"
+        awk -v l="$P_LOSS" 'BEGIN{exit !(l < 1)}' || err "dhcp $srv: $P_LOSS % lost at $DHCP_SMOKE_RATE/s"
+        [ "${P_LEASES:-0}" -gt 0 ] || err "dhcp $srv: no lease on disk"
+        continue
+      fi
+      # Saturate once, then search the highest rate with < 1 % lost.
+      dhcp_probe "$srv" 0
+      sat=$P_ACKS
+      rec dhcp "$srv" saturated "$run" dora_s "$sat"
+      best=0 r=$(( sat * 8 / 10 ))
+      [ "$r" -lt 50 ] && r=50
+      for i in $(seq "$DHCP_PROBES"); do
+        dhcp_probe "$srv" "$r"
+        ok=$(awk -v l="$P_LOSS" -v a="$P_ACKS" -v r="$r" 'BEGIN{print (l < 1 && a >= 0.9*r) ? 1 : 0}')
+        if [ "$ok" = 1 ]; then
+          [ "$P_ACKS" -gt "$best" ] && best=$P_ACKS && rec dhcp "$srv" sustained "$run" leases "$P_LEASES"
+          r=$(( r * 115 / 100 ))
+        else
+          r=$(( r * 75 / 100 ))
+        fi
+        [ "$r" -lt 50 ] && break
+      done
+      rec dhcp "$srv" sustained "$run" dora_s "$best"
+    done
+  done
+}
+
+# ---------------------------------------------------------------- 4. HTTP root
+run_http() {
+  has pybootd || return 0
+  S busybox httpd -f -p "$SIP:8080" -h "$DATA" >"$OUT/logs/httpd.log" 2>&1 &
+  HTTPD_PID=$!
+  sleep 0.3
+  local run c f out
+  for run in $(seq "$RUNS"); do
+    for c in 1468 1468w16; do
+      for f in big small; do
+        tftp_start pybootd-http
+        local sha=$SHA_BIG size=$BIG
+        [ "$f" = small ] && sha=$SHA_SMALL size=$SMALL
+        # shellcheck disable=SC2046
+        out=$(tget --file "$f.bin" $(case_args "$c") --sha256 "$sha" --size "$size" --deadline-s "$SINGLE_DEADLINE")
+        srv_stop
+        rec http pybootd "$c-$f" "$run" mbps "$(jget "$out" mbps)"
+        rec http pybootd "$c-$f" "$run" rss_mib "$(awk -v k="$SRV_RSS_KIB" 'BEGIN{printf "%.1f", k/1024}')"
+        [ "$(jget "$out" completed)" = 1 ] || err "http root $c $f run $run: $(jget "$out" first_error)"
+        log "http root $c $f run $run: $(jget "$out" mbps) MB/s, peak RSS $SRV_RSS_KIB KiB"
+      done
+    done
+  done
+  kill "$HTTPD_PID" 2>/dev/null || true
+  wait "$HTTPD_PID" 2>/dev/null || true
+  HTTPD_PID=""
+}
+
+# ---------------------------------------------------------------- 5. start-up
+run_startup() {
+  local srv run out
+  for run in $(seq "$RUNS"); do
+    for srv in $TFTP_SERVERS; do
+      server_cmd "$srv" tftp
+      out=$(C "$TFTPLOAD" startup --server "$SIP:69" --file probe --log "$OUT/logs/startup-$srv.log" \
+        -- ip netns exec "$NS_S" taskset -c 0 "${CMD[@]}") || { err "startup $srv tftp"; continue; }
+      rec startup "$srv" tftp "$run" first_ms "$(jget "$out" first_answer_ms)"
+      rec startup "$srv" tftp "$run" idle_rss_mib "$(jget "$out" idle_rss_kib | awk '{printf "%.1f", $1/1024}')"
+      log "startup $srv tftp: $(jget "$out" first_answer_ms) ms, idle RSS $(jget "$out" idle_rss_kib) KiB"
+    done
+    for srv in $DHCP_SERVERS; do
+      server_cmd "$srv" dhcp
+      out=$(C "$TFTPLOAD" startup --dhcp --bind "$CIP" --server "$SIP:67" --log "$OUT/logs/startup-$srv-dhcp.log" \
+        -- ip netns exec "$NS_S" taskset -c 0 "${CMD[@]}") || { err "startup $srv dhcp"; continue; }
+      rec startup "$srv" dhcp "$run" first_ms "$(jget "$out" first_answer_ms)"
+      rec startup "$srv" dhcp "$run" idle_rss_mib "$(jget "$out" idle_rss_kib | awk '{printf "%.1f", $1/1024}')"
+      log "startup $srv dhcp: $(jget "$out" first_answer_ms) ms, idle RSS $(jget "$out" idle_rss_kib) KiB"
+    done
+  done
+}
+
+for s in ceiling single storm dhcp http startup; do
+  if section "$s"; then
+    log "== $s"
+    "run_$s"
+  fi
+done
+
+ELAPSED=$(( $(date +%s) - T_START ))
+if [ "$SMOKE" = 1 ]; then
+  report "$OUT/BENCHMARKS.md"
+  # Every section asked for must have produced figures.
+  for s in $SECTIONS; do
+    grep -q "^$s	" "$OUT/results.tsv" || err "section $s produced no figure"
+  done
+  if [ -s "$OUT/errors" ]; then
+    echo "SMOKE FAILED ($(wc -l <"$OUT/errors") errors, ${ELAPSED}s): see above and $OUT" >&2
+    exit 1
+  fi
+  echo "smoke OK in ${ELAPSED}s: $OUT/BENCHMARKS.md"
+else
+  report "$ROOT/BENCHMARKS.md"
+  cp "$ROOT/BENCHMARKS.md" "$OUT/"
+  echo "BENCHMARKS.md written in ${ELAPSED}s (raw figures: $OUT/results.tsv)"
+  [ -s "$OUT/errors" ] && echo "with $(wc -l <"$OUT/errors") errors: $OUT/errors" >&2
+  exit 0
+fi
