@@ -59,7 +59,11 @@ lab_down() {
 }
 
 # S cmd...: runs in the server namespace on core 0; C: client side, core 1.
-S() { ip netns exec "$NS_S" taskset -c 0 "$@"; }
+# In the background use "${SX[@]}" cmd &: a backgrounded function runs in a
+# forked shell, so $! would be that shell's pid, not the server's (ip netns
+# exec and taskset exec the command, keeping the pid).
+SX=(ip netns exec "$NS_S" taskset -c 0)
+S() { "${SX[@]}" "$@"; }
 C() { ip netns exec "$NS_C" taskset -c 1 "$@"; }
 
 # Waits until something in the server namespace listens on UDP port $1.
@@ -87,7 +91,7 @@ srv_start() {
   shift 2
   SEQ=$((SEQ + 1))
   SRV_LOG="$OUT/logs/$SEQ-$SRV_NAME.log"
-  S "$@" >"$SRV_LOG" 2>&1 &
+  "${SX[@]}" "$@" >"$SRV_LOG" 2>&1 &
   SRV_PID=$!
   wait_udp "$port"
   # Forking servers (tftpd-hpa): sample the process tree's PSS.

@@ -116,10 +116,10 @@ report() {
     echo
     echo "## 3. DHCP: relayed DORA with perfdhcp (random MACs out of 1,000,000, durable leases)"
     echo
-    echo "| server | sustained DORA/s, < 1% lost | saturated DORA/s (perfdhcp unpaced) | distinct leases on disk after the best sustained probe |"
-    echo "| --- | --- | --- | --- |"
+    echo "| server | sustained DORA/s, < 1% lost | saturated DORA/s (perfdhcp unpaced) | distinct leases on disk after the best sustained probe | fsync-family calls per 100 ACKs |"
+    echo "| --- | --- | --- | --- | --- |"
     for srv in $DHCP_SERVERS; do
-      echo "| $srv | $(cell dhcp "$srv" sustained dora_s) | $(cell dhcp "$srv" saturated dora_s) | $(cell dhcp "$srv" sustained leases) |"
+      echo "| $srv | $(cell dhcp "$srv" sustained dora_s) | $(cell dhcp "$srv" saturated dora_s) | $(cell dhcp "$srv" sustained leases) | $(cell dhcp "$srv" durability syncs_per_100) |"
     done
     echo
     echo "## 4. HTTP root: pybootd \`[tftp] root = http://...\` (busybox httpd in the server namespace)"

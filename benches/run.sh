@@ -7,6 +7,10 @@
 #   options: --sections "ceiling single storm dhcp http startup"
 #            --servers "pybootd atftpd tftpd-hpa dnsmasq kea"   --runs N
 #            --out DIR (results, logs; default target/bench/<time>)   --no-build
+#            --report-only DIR   rewrite the report from DIR/results.tsv
+# The whole script is one compound command: bash parses it before running
+# it, so editing this file never disturbs a run in progress.
+{
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
@@ -23,6 +27,7 @@ SERVERS="pybootd atftpd tftpd-hpa dnsmasq kea"
 RUNS=""
 OUT=""
 BUILD=1
+REPORT_ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=1 ;;
@@ -31,6 +36,7 @@ while [ $# -gt 0 ]; do
     --runs) RUNS=$2; shift ;;
     --out) OUT=$2; shift ;;
     --no-build) BUILD=0 ;;
+    --report-only) REPORT_ONLY=$2; shift ;;
     -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
@@ -46,24 +52,41 @@ if [ "$SMOKE" = 1 ]; then
   RUNS=${RUNS:-1}
   BIG=$((1 << 20)) STORM_SIZE=$((256 << 10)) SMALL=$((64 << 10))
   STORMS="5 20" STORM_DEADLINE=30 SINGLE_DEADLINE=20
-  PING_S=0.3 IPERF_S=1 DHCP_PERIOD=1 DHCP_PROBES=1 DHCP_SMOKE_RATE=200
+  PING_S=0.3 IPERF_S=1 DHCP_PERIOD=1 DHCP_PROBES=1 DHCP_SMOKE_RATE=100 DHCP_SYNC_N=100
 else
   RUNS=${RUNS:-3}
   BIG=$((64 << 20)) STORM_SIZE=$((24 << 20)) SMALL=$((8 << 20))
   STORMS="50 200" STORM_DEADLINE=120 SINGLE_DEADLINE=120
-  PING_S=2 IPERF_S=3 DHCP_PERIOD=3 DHCP_PROBES=5 DHCP_SMOKE_RATE=0
+  PING_S=2 IPERF_S=3 DHCP_PERIOD=3 DHCP_PROBES=5 DHCP_SMOKE_RATE=0 DHCP_SYNC_N=1000
 fi
 has() { [[ " $SERVERS " == *" $1 "* ]]; }
+SINGLE_CASES="512 1468 max 1468w16 1468w64"
 section() { [[ " $SECTIONS " == *" $1 "* ]]; }
 TFTP_SERVERS=""
 for s in pybootd atftpd tftpd-hpa dnsmasq; do has "$s" && TFTP_SERVERS="$TFTP_SERVERS $s"; done
 DHCP_SERVERS=""
 for s in pybootd kea dnsmasq; do has "$s" && DHCP_SERVERS="$DHCP_SERVERS $s"; done
+servers_of_run() {
+  TFTP_SERVERS=""
+  for s in pybootd atftpd tftpd-hpa dnsmasq; do has "$s" && TFTP_SERVERS="$TFTP_SERVERS $s"; done
+  DHCP_SERVERS=""
+  for s in pybootd kea dnsmasq; do has "$s" && DHCP_SERVERS="$DHCP_SERVERS $s"; done
+}
+if [ -n "$REPORT_ONLY" ]; then
+  OUT=$REPORT_ONLY
+  # shellcheck source=/dev/null
+  source "$OUT/meta.sh"
+  servers_of_run
+  if [ "$SMOKE" = 1 ]; then report "$OUT/BENCHMARKS.md"; else report "$ROOT/BENCHMARKS.md"; fi
+  echo "report rewritten from $OUT/results.tsv"
+  exit 0
+fi
 
 OUT=${OUT:-$ROOT/target/bench/$(date -u +%Y%m%dT%H%M%S)$([ "$SMOKE" = 1 ] && echo -smoke)}
 mkdir -p "$OUT/logs"
 : >"$OUT/results.tsv"
 : >"$OUT/errors"
+declare -p SMOKE RUNS BIG STORM_SIZE SMALL STORMS STORM_DEADLINE SERVERS SECTIONS >"$OUT/meta.sh"
 # Served files live where every server's user can read them.
 DATA=$(mktemp -d /tmp/pybootd-bench.XXXXXX)
 chmod 755 "$DATA"
@@ -123,18 +146,18 @@ tget() {
 
 # ---------------------------------------------------------------- ceilings
 run_ceiling() {
-  local run bs out
-  S "$TFTPLOAD" echo --bind "$SIP:7000" >"$OUT/logs/echo.log" 2>&1 &
+  local run=$1 bs out
+  "${SX[@]}" "$TFTPLOAD" echo --bind "$SIP:7000" >"$OUT/logs/echo.log" 2>&1 &
   local echo_pid=$!
   sleep 0.2
-  for run in $(seq "$RUNS"); do
+  {
     for bs in 512 1468 65464; do
       out=$(C "$TFTPLOAD" pingpong --server "$SIP:7000" --blksize "$bs" --seconds "$PING_S") || err "pingpong $bs"
       rec ceiling pingpong "$bs" "$run" mbps "$(jget "$out" mbps)"
       rec ceiling pingpong "$bs" "$run" rtt_us "$(jget "$out" rtt_us)"
     done
     for len in 1472 65000; do
-      S iperf3 -s -1 -B "$SIP" -p 5201 >"$OUT/logs/iperf3-s.log" 2>&1 &
+      "${SX[@]}" iperf3 -s -1 -B "$SIP" -p 5201 >"$OUT/logs/iperf3-s.log" 2>&1 &
       local ip_pid=$!
       for _ in $(seq 100); do
         [ -n "$(ip netns exec "$NS_S" ss -Hltn 'sport = :5201')" ] && break
@@ -146,13 +169,12 @@ run_ceiling() {
       rec ceiling iperf3 "$len" "$run" lost_pct "$(jq -r '.end.sum.lost_percent' <<<"$out")"
       wait "$ip_pid" 2>/dev/null || true
     done
-  done
+  }
   kill "$echo_pid" 2>/dev/null || true
   wait "$echo_pid" 2>/dev/null || true
 }
 
 # ---------------------------------------------------------------- 1. single downloads
-SINGLE_CASES="512 1468 max 1468w16 1468w64"
 case_args() {
   case "$1" in
     512) echo "--blksize 512" ;;
@@ -164,9 +186,9 @@ case_args() {
 }
 
 run_single() {
-  local srv run c out
+  local run=$1 srv c out
   for srv in $TFTP_SERVERS; do
-    for run in $(seq "$RUNS"); do
+    {
       tftp_start "$srv"
       for c in $SINGLE_CASES; do
         # shellcheck disable=SC2046
@@ -180,16 +202,18 @@ run_single() {
         log "single $srv $c run $run: $(jget "$out" mbps) MB/s (blksize $(jget "$out" blksize), windowsize $(jget "$out" windowsize))"
       done
       srv_stop
-    done
+    }
   done
 }
 
 # ---------------------------------------------------------------- 2. storms
+declare -A STORM_SKIP=()
 run_storm() {
-  local srv n run out done_
+  local run=$1 srv n out done_
   for srv in $TFTP_SERVERS; do
     for n in $STORMS; do
-      for run in $(seq "$RUNS"); do
+      [ -n "${STORM_SKIP[$srv-$n]:-}" ] && continue
+      {
         tftp_start "$srv"
         out=$(tget --file storm.bin --blksize 1468 --clients "$n" --sha256 "$SHA_STORM" --size "$STORM_SIZE" \
           --deadline-s "$STORM_DEADLINE" --times "$OUT/logs/storm-$srv-$n-$run.tsv")
@@ -207,10 +231,10 @@ run_storm() {
           if [ "${done_:-0}" = 0 ]; then
             log "storm $srv x$n: none finished in $STORM_DEADLINE s; not repeated"
             rec storm "$srv" "$n" "$run" note "none finished; not repeated"
-            break
+            STORM_SKIP[$srv-$n]=1
           fi
         fi
-      done
+      }
     done
   done
 }
@@ -240,16 +264,43 @@ dhcp_probe() {
   log "dhcp $srv at ${rate}/s: $acks ACKs of $disc DISCOVERs ($P_ACKS/s, loss $P_LOSS %), $P_LEASES leases on disk"
 }
 
+# dhcp_syncs SERVER: fsync-family system calls per 100 ACKs, counted with
+# strace over a fixed, paced exchange (how durable each server's leases are).
+dhcp_syncs() {
+  local srv=$1 out acks calls n=$DHCP_SYNC_N
+  server_cmd "$srv" dhcp
+  srv_start "$srv" 67 strace -f -qq -c -o "$OUT/logs/strace-$srv.txt" \
+    -e trace=fsync,fdatasync,sync_file_range,msync,syncfs,sync "${CMD[@]}"
+  out=$(C perfdhcp -4 -g single -r 500 -n "$n" -R 1000000 -l "$CIP" "$SIP" 2>&1) || true
+  echo "$out" >"$OUT/logs/$SEQ-perfdhcp-syncs-$srv.log"
+  # TERM the server itself (strace's child) so that strace writes its summary.
+  pkill -TERM -P "$SRV_PID" 2>/dev/null || true
+  local i
+  for i in $(seq 100); do kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.05; done
+  srv_kill
+  acks=$(awk '/Statistics for: REQUEST-ACK/{s=1} s&&/^received packets:/{print $3; exit}' <<<"$out")
+  calls=$(awk '$NF ~ /^(fsync|fdatasync|sync_file_range|msync|syncfs|sync)$/ {c += $4} END {print c + 0}' \
+    "$OUT/logs/strace-$srv.txt" 2>/dev/null || echo 0)
+  if [ -z "$acks" ] || [ "$acks" = 0 ]; then
+    err "dhcp $srv: no ACK in the durability probe"
+    return
+  fi
+  rec dhcp "$srv" durability 1 syncs_per_100 "$(awk -v c="$calls" -v a="$acks" 'BEGIN{printf "%.1f", 100*c/a}')"
+  log "dhcp $srv: $calls fsync-family calls for $acks ACKs"
+}
+
 run_dhcp() {
-  local srv run best r i ok sat
+  local run=$1 srv best r i ok sat
   for srv in $DHCP_SERVERS; do
-    for run in $(seq "$RUNS"); do
+    [ "$run" = 1 ] && dhcp_syncs "$srv"
+    {
       if [ "$SMOKE" = 1 ]; then
         dhcp_probe "$srv" "$DHCP_SMOKE_RATE"
         rec dhcp "$srv" sustained "$run" dora_s "$P_ACKS"
         rec dhcp "$srv" sustained "$run" loss_pct "$P_LOSS"
         rec dhcp "$srv" sustained "$run" leases "$P_LEASES"
-        awk -v l="$P_LOSS" 'BEGIN{exit !(l < 1)}' || err "dhcp $srv: $P_LOSS % lost at $DHCP_SMOKE_RATE/s"
+        # Speed is not checked (a loaded machine drops packets); working is.
+        [ "${P_ACKS:-0}" -gt 0 ] || err "dhcp $srv: no ACK at $DHCP_SMOKE_RATE/s"
         [ "${P_LEASES:-0}" -gt 0 ] || err "dhcp $srv: no lease on disk"
         continue
       fi
@@ -271,18 +322,18 @@ run_dhcp() {
         [ "$r" -lt 50 ] && break
       done
       rec dhcp "$srv" sustained "$run" dora_s "$best"
-    done
+    }
   done
 }
 
 # ---------------------------------------------------------------- 4. HTTP root
 run_http() {
   has pybootd || return 0
-  S busybox httpd -f -p "$SIP:8080" -h "$DATA" >"$OUT/logs/httpd.log" 2>&1 &
+  "${SX[@]}" busybox httpd -f -p "$SIP:8080" -h "$DATA" >"$OUT/logs/httpd.log" 2>&1 &
   HTTPD_PID=$!
   sleep 0.3
-  local run c f out
-  for run in $(seq "$RUNS"); do
+  local run=$1 c f out
+  {
     for c in 1468 1468w16; do
       for f in big small; do
         tftp_start pybootd-http
@@ -297,7 +348,7 @@ run_http() {
         log "http root $c $f run $run: $(jget "$out" mbps) MB/s, peak RSS $SRV_RSS_KIB KiB"
       done
     done
-  done
+  }
   kill "$HTTPD_PID" 2>/dev/null || true
   wait "$HTTPD_PID" 2>/dev/null || true
   HTTPD_PID=""
@@ -305,8 +356,8 @@ run_http() {
 
 # ---------------------------------------------------------------- 5. start-up
 run_startup() {
-  local srv run out
-  for run in $(seq "$RUNS"); do
+  local run=$1 srv out
+  {
     for srv in $TFTP_SERVERS; do
       server_cmd "$srv" tftp
       out=$(C "$TFTPLOAD" startup --server "$SIP:69" --file probe --log "$OUT/logs/startup-$srv.log" \
@@ -323,21 +374,27 @@ run_startup() {
       rec startup "$srv" dhcp "$run" idle_rss_mib "$(jget "$out" idle_rss_kib | awk '{printf "%.1f", $1/1024}')"
       log "startup $srv dhcp: $(jget "$out" first_answer_ms) ms, idle RSS $(jget "$out" idle_rss_kib) KiB"
     done
-  done
+  }
 }
 
-for s in ceiling single storm dhcp http startup; do
-  if section "$s"; then
-    log "== $s"
-    "run_$s"
-  fi
+# Run-major order: run 1 of every section and server, then run 2, ...: a
+# burst of noise from the shared machine then spreads over all servers.
+for run in $(seq "$RUNS"); do
+  for s in ceiling single storm dhcp http startup; do
+    if section "$s"; then
+      log "== $s, run $run of $RUNS"
+      "run_$s" "$run"
+    fi
+  done
 done
 
 ELAPSED=$(( $(date +%s) - T_START ))
+echo "ELAPSED=$ELAPSED" >>"$OUT/meta.sh"
 if [ "$SMOKE" = 1 ]; then
   report "$OUT/BENCHMARKS.md"
   # Every section asked for must have produced figures.
   for s in $SECTIONS; do
+    [ "$s" = http ] && ! has pybootd && continue
     grep -q "^$s	" "$OUT/results.tsv" || err "section $s produced no figure"
   done
   if [ -s "$OUT/errors" ]; then
@@ -352,3 +409,4 @@ else
   [ -s "$OUT/errors" ] && echo "with $(wc -l <"$OUT/errors") errors: $OUT/errors" >&2
   exit 0
 fi
+}
