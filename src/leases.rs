@@ -1,1 +1,636 @@
-//! The MAC -> IP lease table. (Skeleton: filled by the DHCP issue.)
+//! The MAC -> IP lease table (pure: time is passed in) and its durable
+//! journal (JSON lines, append-only, compacted at start-up).
+//!
+//! Rules: a MAC keeps its address (sticky, also after RELEASE or expiry);
+//! `[static_dhcp]` addresses are reserved for their MAC; pool addresses are
+//! handed out in order; when none is left, the longest-expired lease of
+//! another MAC is reused; when none can be, allocation fails (the caller
+//! warns and stays silent). Only bound, released and declined states are
+//! journaled: an offer is a short in-memory reservation.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use crate::wire::MacAddr;
+
+/// How long an offered address is held for the MAC it was offered to.
+pub const OFFER_HOLD_SECS: u64 = 60;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Offered, not yet requested: held for [`OFFER_HOLD_SECS`].
+    Offered,
+    /// ACKed until `expires`.
+    Bound,
+    /// Released by the client (or forgotten offer): free to reuse, but
+    /// still the MAC's address the next time it asks.
+    Released,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+    /// Unix seconds.
+    pub expires: u64,
+    pub state: LeaseState,
+}
+
+impl Lease {
+    /// Whether another MAC may take this address at `now`.
+    fn reusable(&self, now: u64) -> bool {
+        self.state == LeaseState::Released || self.expires <= now
+    }
+}
+
+/// Why no address could be given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllocError {
+    /// Every pool address is held by a live lease of another MAC.
+    PoolExhausted,
+}
+
+impl std::fmt::Display for AllocError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AllocError::PoolExhausted => write!(
+                f,
+                "no address left: every pool address has a live lease of another MAC"
+            ),
+        }
+    }
+}
+
+/// One journal line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// `mac` holds `ip` (bound or released) until `expires`.
+    Lease(Lease),
+    /// `ip` was declined (in use on the network) until `expires`.
+    Declined { ip: Ipv4Addr, expires: u64 },
+}
+
+impl Record {
+    /// One JSON object, no newline.
+    pub fn to_json(&self) -> String {
+        match self {
+            Record::Lease(l) => format!(
+                "{{\"mac\":\"{}\",\"ip\":\"{}\",\"expires\":{},\"state\":\"{}\"}}",
+                l.mac,
+                l.ip,
+                l.expires,
+                match l.state {
+                    LeaseState::Bound => "bound",
+                    LeaseState::Released => "released",
+                    LeaseState::Offered => "offered",
+                }
+            ),
+            Record::Declined { ip, expires } => {
+                format!("{{\"ip\":\"{ip}\",\"expires\":{expires},\"state\":\"declined\"}}")
+            }
+        }
+    }
+
+    /// Reads one line written by [`Record::to_json`]; `None` for anything
+    /// else (a torn last line after a crash, say).
+    pub fn from_json(line: &str) -> Option<Record> {
+        let line = line.trim();
+        if !line.starts_with('{') || !line.ends_with('}') {
+            return None;
+        }
+        let field = |name: &str| -> Option<&str> {
+            let key = format!("\"{name}\":");
+            let at = line.find(&key)? + key.len();
+            let rest = &line[at..];
+            if let Some(r) = rest.strip_prefix('"') {
+                r.split('"').next()
+            } else {
+                rest.split([',', '}']).next().map(str::trim)
+            }
+        };
+        let ip: Ipv4Addr = field("ip")?.parse().ok()?;
+        let expires: u64 = field("expires")?.parse().ok()?;
+        let state = match field("state")? {
+            "declined" => return Some(Record::Declined { ip, expires }),
+            "bound" => LeaseState::Bound,
+            "released" => LeaseState::Released,
+            _ => return None,
+        };
+        let mac: MacAddr = field("mac")?.parse().ok()?;
+        Some(Record::Lease(Lease {
+            mac,
+            ip,
+            expires,
+            state,
+        }))
+    }
+}
+
+/// The lease table. Pure: every method takes `now` (unix seconds).
+#[derive(Clone, Debug)]
+pub struct LeaseTable {
+    pool_start: u32,
+    pool_count: u32,
+    /// Never handed out from the pool (the server's own address).
+    excluded: Vec<Ipv4Addr>,
+    statics: HashMap<MacAddr, Ipv4Addr>,
+    static_ips: HashMap<Ipv4Addr, MacAddr>,
+    by_mac: HashMap<MacAddr, Lease>,
+    by_ip: HashMap<Ipv4Addr, MacAddr>,
+    declined: HashMap<Ipv4Addr, u64>,
+    /// Pool offsets below this have been looked at by the linear scan;
+    /// addresses past it have never been handed out.
+    cursor: u32,
+}
+
+impl LeaseTable {
+    pub fn new(
+        pool_start: Ipv4Addr,
+        pool_count: u32,
+        statics: &[(MacAddr, Ipv4Addr)],
+        excluded: Vec<Ipv4Addr>,
+    ) -> LeaseTable {
+        LeaseTable {
+            pool_start: u32::from(pool_start),
+            pool_count,
+            excluded,
+            statics: statics.iter().copied().collect(),
+            static_ips: statics.iter().map(|(m, i)| (*i, *m)).collect(),
+            by_mac: HashMap::new(),
+            by_ip: HashMap::new(),
+            declined: HashMap::new(),
+            cursor: 0,
+        }
+    }
+
+    pub fn in_pool(&self, ip: Ipv4Addr) -> bool {
+        let i = u32::from(ip);
+        i >= self.pool_start
+            && u64::from(i) < u64::from(self.pool_start) + u64::from(self.pool_count)
+    }
+
+    pub fn static_for(&self, mac: &MacAddr) -> Option<Ipv4Addr> {
+        self.statics.get(mac).copied()
+    }
+
+    pub fn get(&self, mac: &MacAddr) -> Option<&Lease> {
+        self.by_mac.get(mac)
+    }
+
+    /// Every lease (any state), for tests and compaction.
+    pub fn leases(&self) -> impl Iterator<Item = &Lease> {
+        self.by_mac.values()
+    }
+
+    pub fn owner(&self, ip: Ipv4Addr) -> Option<MacAddr> {
+        self.by_ip.get(&ip).copied()
+    }
+
+    fn declined_at(&self, ip: Ipv4Addr, now: u64) -> bool {
+        self.declined.get(&ip).is_some_and(|&until| until > now)
+    }
+
+    /// Whether `mac` may hold `ip` at `now`: its static address, or a
+    /// pool address that no live lease of another MAC holds, not declined,
+    /// not reserved for another MAC.
+    pub fn available_for(&self, mac: &MacAddr, ip: Ipv4Addr, now: u64) -> bool {
+        if let Some(s) = self.statics.get(mac) {
+            return *s == ip;
+        }
+        if !self.in_pool(ip) || self.excluded.contains(&ip) || self.static_ips.contains_key(&ip) {
+            return false;
+        }
+        if self.declined_at(ip, now) {
+            return false;
+        }
+        match self.by_ip.get(&ip) {
+            None => true,
+            Some(m) if m == mac => true,
+            Some(m) => self.by_mac.get(m).is_none_or(|l| l.reusable(now)),
+        }
+    }
+
+    fn set(&mut self, lease: Lease) {
+        // The MAC's previous address, if another, is let go.
+        if let Some(old) = self.by_mac.get(&lease.mac) {
+            if old.ip != lease.ip {
+                self.by_ip.remove(&old.ip);
+            }
+        }
+        // The address's previous holder, if another MAC, loses it.
+        if let Some(prev) = self.by_ip.insert(lease.ip, lease.mac) {
+            if prev != lease.mac {
+                self.by_mac.remove(&prev);
+            }
+        }
+        self.by_mac.insert(lease.mac, lease);
+    }
+
+    /// Picks the address to offer `mac`: its static address; its current
+    /// (sticky) address while still usable; the `requested` one when free;
+    /// a never-used pool address; the longest-expired address of another
+    /// MAC. The choice is held for [`OFFER_HOLD_SECS`].
+    pub fn offer(
+        &mut self,
+        mac: MacAddr,
+        requested: Option<Ipv4Addr>,
+        now: u64,
+    ) -> Result<Ipv4Addr, AllocError> {
+        let ip = self.choose(mac, requested, now)?;
+        let hold = now + OFFER_HOLD_SECS;
+        let lease = match self.by_mac.get(&mac) {
+            // Offering a bound client its own address changes nothing.
+            Some(l) if l.ip == ip && l.state == LeaseState::Bound && l.expires > now => *l,
+            Some(l) if l.ip == ip => Lease {
+                expires: l.expires.max(hold),
+                state: LeaseState::Offered,
+                ..*l
+            },
+            _ => Lease {
+                mac,
+                ip,
+                expires: hold,
+                state: LeaseState::Offered,
+            },
+        };
+        self.set(lease);
+        Ok(ip)
+    }
+
+    fn choose(
+        &mut self,
+        mac: MacAddr,
+        requested: Option<Ipv4Addr>,
+        now: u64,
+    ) -> Result<Ipv4Addr, AllocError> {
+        if let Some(s) = self.statics.get(&mac) {
+            return Ok(*s);
+        }
+        if let Some(l) = self.by_mac.get(&mac) {
+            if self.available_for(&mac, l.ip, now) {
+                return Ok(l.ip);
+            }
+        }
+        if let Some(r) = requested {
+            if self.available_for(&mac, r, now) {
+                return Ok(r);
+            }
+        }
+        // Never-used addresses first, in order.
+        while self.cursor < self.pool_count {
+            let ip = Ipv4Addr::from(self.pool_start + self.cursor);
+            self.cursor += 1;
+            if !self.by_ip.contains_key(&ip) && self.available_for(&mac, ip, now) {
+                return Ok(ip);
+            }
+        }
+        // Then free addresses the cursor passed (declines that ran out,
+        // leases dropped), then the longest-expired of another MAC.
+        let mut best: Option<(u64, Ipv4Addr)> = None;
+        for off in 0..self.pool_count {
+            let ip = Ipv4Addr::from(self.pool_start + off);
+            if !self.available_for(&mac, ip, now) {
+                continue;
+            }
+            let since = match self.by_ip.get(&ip).and_then(|m| self.by_mac.get(m)) {
+                None => 0,
+                Some(l) if l.state == LeaseState::Released => l.expires.min(now),
+                Some(l) => l.expires,
+            };
+            if best.is_none_or(|(b, _)| since < b) {
+                best = Some((since, ip));
+                if since == 0 {
+                    break;
+                }
+            }
+        }
+        best.map(|(_, ip)| ip).ok_or(AllocError::PoolExhausted)
+    }
+
+    /// Binds `ip` to `mac` until `now + lease_time` when it may hold it;
+    /// returns the journal record, or why not (the caller NAKs).
+    pub fn bind(
+        &mut self,
+        mac: MacAddr,
+        ip: Ipv4Addr,
+        lease_time: u32,
+        now: u64,
+    ) -> Result<Lease, String> {
+        if !self.available_for(&mac, ip, now) {
+            let why = if let Some(s) = self.statics.get(&mac) {
+                format!("{mac} has the static address {s}")
+            } else if self.static_ips.contains_key(&ip) {
+                format!("{ip} is reserved for another MAC")
+            } else if !self.in_pool(ip) || self.excluded.contains(&ip) {
+                format!("{ip} is not in the pool")
+            } else if self.declined_at(ip, now) {
+                format!("{ip} was declined (in use on the network)")
+            } else {
+                format!("{ip} is leased to another MAC")
+            };
+            return Err(why);
+        }
+        let lease = Lease {
+            mac,
+            ip,
+            expires: now + u64::from(lease_time),
+            state: LeaseState::Bound,
+        };
+        self.set(lease);
+        Ok(lease)
+    }
+
+    /// Ends `mac`'s lease on `ip` (RELEASE); the address stays sticky to
+    /// the MAC. Returns the journal record when something changed.
+    pub fn release(&mut self, mac: MacAddr, ip: Ipv4Addr, now: u64) -> Option<Lease> {
+        let l = self.by_mac.get_mut(&mac)?;
+        if l.ip != ip || l.state == LeaseState::Released {
+            return None;
+        }
+        l.state = LeaseState::Released;
+        l.expires = l.expires.min(now);
+        Some(*l)
+    }
+
+    /// Forgets an outstanding offer (the client chose another server).
+    pub fn forget_offer(&mut self, mac: MacAddr, now: u64) {
+        if let Some(l) = self.by_mac.get_mut(&mac) {
+            if l.state == LeaseState::Offered {
+                l.state = LeaseState::Released;
+                l.expires = l.expires.min(now);
+            }
+        }
+    }
+
+    /// DECLINE: `ip` is in use on the network; skip it until `until`, and
+    /// drop `mac`'s claim on it.
+    pub fn decline(&mut self, mac: MacAddr, ip: Ipv4Addr, until: u64) -> Option<Record> {
+        if self.by_ip.get(&ip) != Some(&mac) {
+            return None;
+        }
+        self.by_ip.remove(&ip);
+        self.by_mac.remove(&mac);
+        self.declined.insert(ip, until);
+        Some(Record::Declined { ip, expires: until })
+    }
+
+    /// Replays one journal record (start-up). A record that conflicts with
+    /// `[static_dhcp]` (the config changed) is skipped.
+    pub fn apply(&mut self, r: &Record) {
+        match r {
+            Record::Lease(l) => {
+                if self.statics.get(&l.mac).is_some_and(|s| *s != l.ip) {
+                    return;
+                }
+                if self.static_ips.get(&l.ip).is_some_and(|m| *m != l.mac) {
+                    return;
+                }
+                self.declined.remove(&l.ip);
+                self.set(*l);
+            }
+            Record::Declined { ip, expires } => {
+                if let Some(m) = self.by_ip.remove(ip) {
+                    self.by_mac.remove(&m);
+                }
+                self.declined.insert(*ip, *expires);
+            }
+        }
+    }
+
+    /// The live state as records (compaction): every non-offered lease and
+    /// every decline not yet over.
+    pub fn snapshot(&self, now: u64) -> Vec<Record> {
+        let mut out: Vec<Record> = self
+            .by_mac
+            .values()
+            .filter(|l| l.state != LeaseState::Offered)
+            .map(|l| Record::Lease(*l))
+            .collect();
+        out.sort_by_key(|r| match r {
+            Record::Lease(l) => u32::from(l.ip),
+            Record::Declined { ip, .. } => u32::from(*ip),
+        });
+        let mut declined: Vec<_> = self
+            .declined
+            .iter()
+            .filter(|(_, &u)| u > now)
+            .map(|(ip, u)| Record::Declined {
+                ip: *ip,
+                expires: *u,
+            })
+            .collect();
+        declined.sort_by_key(|r| match r {
+            Record::Declined { ip, .. } => u32::from(*ip),
+            Record::Lease(l) => u32::from(l.ip),
+        });
+        out.extend(declined);
+        out
+    }
+}
+
+/// The append-only journal file.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+}
+
+impl Journal {
+    /// Reads `path` (if it exists) into `table`, rewrites it compacted
+    /// (temp file, fsync, rename, fsync of the directory), and opens it for
+    /// appending. Unreadable lines (a torn write at a crash) are skipped and
+    /// counted. Returns the journal and (records read, lines skipped).
+    pub fn open(
+        path: &Path,
+        table: &mut LeaseTable,
+        now: u64,
+    ) -> io::Result<(Journal, usize, usize)> {
+        let err = |e: io::Error, what: &str| {
+            io::Error::new(
+                e.kind(),
+                format!("lease file {}: {what}: {e}", path.display()),
+            )
+        };
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| err(e, "cannot create its directory"))?;
+        let (mut read, mut skipped) = (0, 0);
+        match File::open(path) {
+            Ok(f) => {
+                for line in io::BufReader::new(f).lines() {
+                    let line = line.map_err(|e| err(e, "cannot read"))?;
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    match Record::from_json(&line) {
+                        Some(r) => {
+                            table.apply(&r);
+                            read += 1;
+                        }
+                        None => skipped += 1,
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e, "cannot open")),
+        }
+        let tmp = path.with_extension("jsonl.tmp");
+        {
+            let mut f =
+                File::create(&tmp).map_err(|e| err(e, "cannot write the compacted copy"))?;
+            let mut text = String::new();
+            for r in table.snapshot(now) {
+                text.push_str(&r.to_json());
+                text.push('\n');
+            }
+            f.write_all(text.as_bytes())
+                .and_then(|_| f.sync_all())
+                .map_err(|e| err(e, "cannot write the compacted copy"))?;
+        }
+        std::fs::rename(&tmp, path)
+            .map_err(|e| err(e, "cannot replace with the compacted copy"))?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| err(e, "cannot open for appending"))?;
+        Ok((
+            Journal {
+                path: path.to_path_buf(),
+                file,
+            },
+            read,
+            skipped,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends lines (each already JSON, no newline) in one write, then
+    /// fdatasync: when this returns Ok, they survive a crash.
+    pub fn append_durable(&mut self, lines: &[String]) -> io::Result<()> {
+        let mut text = String::with_capacity(lines.len() * 96);
+        for l in lines {
+            text.push_str(l);
+            text.push('\n');
+        }
+        self.file.write_all(text.as_bytes())?;
+        self.file.sync_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(n: u8) -> MacAddr {
+        MacAddr([2, 0, 0, 0, 0, n])
+    }
+    fn ip(n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, 0, n)
+    }
+
+    #[test]
+    fn sticky_static_and_pool_order() {
+        let mut t = LeaseTable::new(ip(10), 3, &[(mac(9), ip(11))], vec![]);
+        assert_eq!(t.offer(mac(1), None, 100), Ok(ip(10)));
+        // 11 is reserved for mac 9.
+        assert_eq!(t.offer(mac(2), None, 100), Ok(ip(12)));
+        assert_eq!(t.offer(mac(9), None, 100), Ok(ip(11)));
+        assert_eq!(t.offer(mac(1), None, 100), Ok(ip(10)), "sticky");
+        t.bind(mac(1), ip(10), 1000, 100).unwrap();
+        assert!(t.bind(mac(2), ip(10), 1000, 100).is_err());
+        assert!(
+            t.bind(mac(2), ip(11), 1000, 100).is_err(),
+            "static of another"
+        );
+        assert!(
+            t.bind(mac(2), ip(20), 1000, 100).is_err(),
+            "outside the pool"
+        );
+        // Released: still mac 1's next time.
+        t.release(mac(1), ip(10), 200).unwrap();
+        assert_eq!(t.offer(mac(1), None, 300), Ok(ip(10)));
+    }
+
+    #[test]
+    fn full_pool_reuses_longest_expired_then_fails() {
+        let mut t = LeaseTable::new(ip(10), 2, &[], vec![]);
+        t.bind(mac(1), ip(10), 100, 0).unwrap(); // expires 100
+        t.bind(mac(2), ip(11), 50, 0).unwrap(); // expires 50
+        assert_eq!(t.offer(mac(3), None, 10), Err(AllocError::PoolExhausted));
+        assert_eq!(t.offer(mac(3), None, 200), Ok(ip(11)), "longest expired");
+        assert!(t.get(&mac(2)).is_none(), "mac 2 lost its expired lease");
+        assert_eq!(t.offer(mac(4), None, 200), Ok(ip(10)));
+    }
+
+    #[test]
+    fn decline_skips_address() {
+        let mut t = LeaseTable::new(ip(10), 3, &[], vec![]);
+        assert_eq!(t.offer(mac(1), None, 0), Ok(ip(10)));
+        assert!(t.decline(mac(1), ip(10), 1000).is_some());
+        assert_eq!(t.offer(mac(1), None, 1), Ok(ip(11)));
+        assert!(!t.available_for(&mac(2), ip(10), 500));
+        assert!(t.available_for(&mac(2), ip(10), 1000));
+    }
+
+    #[test]
+    fn records_round_trip_and_torn_lines_skip() {
+        let r = Record::Lease(Lease {
+            mac: mac(1),
+            ip: ip(10),
+            expires: 42,
+            state: LeaseState::Bound,
+        });
+        assert_eq!(Record::from_json(&r.to_json()), Some(r.clone()));
+        let d = Record::Declined {
+            ip: ip(3),
+            expires: 7,
+        };
+        assert_eq!(Record::from_json(&d.to_json()), Some(d));
+        let j = r.to_json();
+        assert_eq!(Record::from_json(&j[..j.len() - 3]), None);
+    }
+
+    #[test]
+    fn journal_compacts_and_replays() {
+        let dir = std::env::temp_dir().join(format!("pybootd-leases-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("l.jsonl");
+        let mut t = LeaseTable::new(ip(10), 5, &[], vec![]);
+        let (mut j, ..) = Journal::open(&path, &mut t, 0).unwrap();
+        let a = t.bind(mac(1), ip(10), 100, 0).unwrap();
+        let b = t.bind(mac(1), ip(11), 100, 0).unwrap();
+        let c = t.bind(mac(2), ip(12), 100, 0).unwrap();
+        let lines: Vec<String> = [a, b, c]
+            .iter()
+            .map(|l| Record::Lease(*l).to_json())
+            .collect();
+        j.append_durable(&lines).unwrap();
+        // A torn line at the end, as after kill -9 mid-write.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"mac\":\"02-00")
+            .unwrap();
+        drop(j);
+        let mut t2 = LeaseTable::new(ip(10), 5, &[], vec![]);
+        let (_, read, skipped) = Journal::open(&path, &mut t2, 0).unwrap();
+        assert_eq!((read, skipped), (3, 1));
+        assert_eq!(t2.get(&mac(1)).unwrap().ip, ip(11));
+        assert_eq!(t2.get(&mac(2)).unwrap().ip, ip(12));
+        assert_eq!(t2.owner(ip(10)), None);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "compacted: {text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

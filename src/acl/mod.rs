@@ -1,6 +1,8 @@
 //! Access control: `[mac]` and `[uuid]` rules with prefix masks, pure (no
 //! I/O). The asynchronous HTTP check lives in `http.rs`.
 
+pub mod http;
+
 use std::fmt;
 
 use crate::wire::{MacAddr, Uuid};

@@ -1,0 +1,98 @@
+//! The HTTP ACL check (`[http]`): one GET per question, with the configured
+//! timeout, no proxy from the environment. Async, so that while one client
+//! waits for the answer every other client is still served.
+
+use std::time::Duration;
+
+use crate::dhcp::HttpAnswer;
+
+/// A reusable client for the ACL server.
+#[derive(Clone)]
+pub struct HttpAcl {
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl HttpAcl {
+    pub fn new(timeout: Duration) -> Result<HttpAcl, String> {
+        let client = reqwest::Client::builder()
+            // The ACL server is local infrastructure: a proxy in the
+            // daemon's environment must not capture the query.
+            .no_proxy()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP ACL client: {e}"))?;
+        Ok(HttpAcl { client, timeout })
+    }
+
+    /// Asks `url`: 200 grants (with the body's `Client:`/`File:` lines),
+    /// anything else, an error or no answer within the timeout denies.
+    pub async fn check(&self, url: &str) -> HttpAnswer {
+        let fut = async {
+            let resp = self
+                .client
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            let status = resp.status();
+            if status != reqwest::StatusCode::OK {
+                return Err(format!("{url}: HTTP {status}"));
+            }
+            let body = resp.text().await.map_err(|e| format!("{url}: {e}"))?;
+            Ok(parse_body(&body))
+        };
+        // The client's own timeout covers the body too; this bound is the
+        // belt to its braces.
+        match tokio::time::timeout(self.timeout + Duration::from_millis(100), fut).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(why)) => HttpAnswer::Denied(why),
+            Err(_) => HttpAnswer::Denied(format!("{url}: no answer within {:?}", self.timeout)),
+        }
+    }
+}
+
+/// Reads `Client: NAME` and `File: NAME` lines (keys case-insensitive)
+/// from a 200 body.
+pub fn parse_body(body: &str) -> HttpAnswer {
+    let (mut client, mut file) = (None, None);
+    for line in body.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.trim();
+        if v.is_empty() {
+            continue;
+        }
+        match k.trim().to_ascii_lowercase().as_str() {
+            "client" => client = Some(v.to_string()),
+            "file" => file = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    HttpAnswer::Granted { client, file }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_lines() {
+        assert_eq!(
+            parse_body("Client: box1\nfile:  boot/x.cfg \nnoise\nOther: 1\n"),
+            HttpAnswer::Granted {
+                client: Some("box1".into()),
+                file: Some("boot/x.cfg".into())
+            }
+        );
+        assert_eq!(
+            parse_body(""),
+            HttpAnswer::Granted {
+                client: None,
+                file: None
+            }
+        );
+    }
+}

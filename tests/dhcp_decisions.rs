@@ -1,0 +1,476 @@
+//! DHCP decisions without sockets or clock: every message type, the PXE
+//! options, ACLs ([mac], [uuid], [static_dhcp], [buggy_clients], HTTP),
+//! the PXE -> OS phases and pool edges, through `dhcp::Engine`.
+
+mod dhcp_support;
+
+use std::net::Ipv4Addr;
+
+use dhcp_support::*;
+use pybootd::dhcp::{Dest, Engine, HttpAnswer, Phase};
+use pybootd::leases::Record;
+use pybootd::wire::dhcp::{opt, Packet};
+use pybootd::wire::MacAddr;
+
+const BASE: &str = "[bootp]\npool_start = 10.9.0.100\npool_count = 5\nlease_file = none\n\
+                    [bootfile]\ndefault = pxelinux.0\n00007 = grubnetx64.efi\n";
+
+fn engine(extra: &str) -> Engine {
+    let ini = format!("{BASE}{extra}");
+    Engine::new(config(&ini), &net(), vec![Ipv4Addr::new(10, 9, 0, 53)]).unwrap()
+}
+
+fn engine_simple(extra: &str) -> Engine {
+    let ini = BASE.replace(
+        "lease_file = none\n",
+        "lease_file = none\nallow_simple_dhcp = yes\n",
+    );
+    Engine::new(config(&format!("{ini}{extra}")), &net(), vec![]).unwrap()
+}
+
+const NOW: u64 = 1_000_000;
+
+fn reply(e: &mut Engine, p: &Packet) -> Packet {
+    let d = e.decide(p, NOW, None);
+    d.reply
+        .unwrap_or_else(|| panic!("no reply: {}", d.why))
+        .packet
+}
+
+fn silent(e: &mut Engine, p: &Packet) -> String {
+    let d = e.decide(p, NOW, None);
+    assert!(d.reply.is_none(), "unexpected reply ({})", d.why);
+    d.why
+}
+
+#[test]
+fn ipxe_discover_gets_a_full_pxe_offer() {
+    let mut e = engine("");
+    e.set_file_size("pxelinux.0", Some(42_000));
+    let d = e.decide(&ipxe_discover(mac(1), 7), NOW, None);
+    let r = d.reply.unwrap();
+    assert_eq!(r.dest, Dest::Broadcast);
+    let o = r.packet;
+    assert_eq!(o.op, 2);
+    assert_eq!(o.xid, 7);
+    assert_eq!(o.yiaddr, ip(100));
+    assert_eq!(o.siaddr, ip(1));
+    assert_eq!(o.sname, b"unknown.localdomain");
+    assert_eq!(o.file, b"pxelinux.0");
+    assert_eq!(msg_type(&o), 2);
+    assert_eq!(o.option(opt::SERVER_ID), Some(&ip(1).octets()[..]));
+    assert_eq!(o.option(opt::SUBNET_MASK), Some(&[255, 255, 255, 0][..]));
+    assert_eq!(o.option(opt::ROUTER), Some(&ip(1).octets()[..]));
+    assert_eq!(o.option(opt::DNS), Some(&[10, 9, 0, 53][..]));
+    assert_eq!(o.option(opt::LEASE_TIME), Some(&86400u32.to_be_bytes()[..]));
+    assert_eq!(o.option(opt::VENDOR_CLASS), Some(&b"PXEClient"[..]));
+    assert_eq!(o.option(opt::TFTP_SERVER), Some(&b"10.9.0.1"[..]));
+    assert_eq!(o.option(opt::BOOT_FILE), Some(&b"pxelinux.0"[..]));
+    assert_eq!(
+        o.option(opt::CLIENT_UUID),
+        Some(&UUID97[..]),
+        "echoed as sent"
+    );
+    // 42000 bytes = 82.03 blocks -> 83; iPXE never asked for 13.
+    assert_eq!(
+        o.option(opt::BOOT_FILE_SIZE),
+        Some(&83u16.to_be_bytes()[..])
+    );
+    assert_eq!(o.option(opt::VENDOR_SPECIFIC), Some(&[6u8, 1, 8, 255][..]));
+    // On the wire: 53 comes first.
+    let mut b = vec![];
+    o.emit(&mut b);
+    assert_eq!(&b[240..243], &[53, 1, 2]);
+    assert_eq!(e.phase(&MacAddr(mac(1))), Phase::Pxe);
+}
+
+#[test]
+fn boot_file_by_arch_and_size_only_when_known() {
+    let mut e = engine("");
+    let o = reply(&mut e, &edk2_discover(mac(2), 1));
+    assert_eq!(o.file, b"grubnetx64.efi");
+    assert_eq!(o.option(opt::BOOT_FILE), Some(&b"grubnetx64.efi"[..]));
+    assert_eq!(o.option(opt::BOOT_FILE_SIZE), None, "size unknown: no 13");
+    // Arch 9 has no entry: the default.
+    let mut p = edk2_discover(mac(3), 2);
+    p.set_option(93, [0, 9]);
+    assert_eq!(reply(&mut e, &p).file, b"pxelinux.0");
+    // Arch from the vendor class when 93 is missing.
+    let mut p = edk2_discover(mac(4), 3);
+    p.remove_option(93);
+    assert_eq!(reply(&mut e, &p).file, b"grubnetx64.efi");
+    // No entry and no default: silence with a clear reason.
+    let ini = "[bootp]\npool_start = 10.9.0.100\nlease_file = none\n[bootfile]\n00007 = x.efi\n";
+    let mut e = Engine::new(config(ini), &net(), vec![]).unwrap();
+    let why = silent(&mut e, &ipxe_discover(mac(5), 4));
+    assert!(why.contains("arch 00000 has no [bootfile] entry"), "{why}");
+}
+
+#[test]
+fn selecting_request_acks_journals_and_notifies() {
+    let mut e = engine("");
+    let disc = ipxe_discover(mac(1), 9);
+    let offered = reply(&mut e, &disc).yiaddr;
+    let d = e.decide(&selecting(&disc, offered, ip(1)), NOW, None);
+    let a = d.reply.as_ref().unwrap();
+    assert_eq!(msg_type(&a.packet), 5);
+    assert_eq!(a.packet.yiaddr, offered);
+    assert_eq!(
+        a.packet.option(opt::RENEWAL_TIME),
+        Some(&43200u32.to_be_bytes()[..])
+    );
+    match &d.journal[..] {
+        [Record::Lease(l)] => {
+            assert_eq!(l.ip, offered);
+            assert_eq!(l.expires, NOW + 86400);
+        }
+        other => panic!("journal {other:?}"),
+    }
+    assert_eq!(
+        d.notice.as_deref(),
+        Some("BOOT,00002E8E-3412-BC4A-8DEF-0000E2E00001,52-54-00-00-00-01,10.9.0.100")
+    );
+    // A wrong address in SELECTING is NAKed.
+    let d = e.decide(&selecting(&disc, ip(104), ip(1)), NOW, None);
+    let n = d.reply.unwrap();
+    assert_eq!(msg_type(&n.packet), 6);
+    assert_eq!(n.packet.yiaddr, Ipv4Addr::UNSPECIFIED);
+    assert!(n.packet.option(opt::MESSAGE).is_some());
+    assert_eq!(n.dest, Dest::Broadcast);
+}
+
+#[test]
+fn request_for_another_server_is_silent_and_forgets_the_offer() {
+    let ini = "[bootp]\npool_start = 10.9.0.100\npool_count = 1\nlease_file = none\nallow_simple_dhcp = yes\n";
+    let mut e = Engine::new(config(ini), &net(), vec![]).unwrap();
+    let a = plain_discover(mac(1), 1);
+    assert_eq!(reply(&mut e, &a).yiaddr, ip(100));
+    // While held for A, B gets nothing (pool of one).
+    let why = silent(&mut e, &plain_discover(mac(2), 2));
+    assert!(why.contains("no address left"), "{why}");
+    let why = silent(&mut e, &selecting(&a, ip(100), Ipv4Addr::new(10, 9, 0, 2)));
+    assert!(why.contains("chose server 10.9.0.2"), "{why}");
+    assert_eq!(reply(&mut e, &plain_discover(mac(2), 3)).yiaddr, ip(100));
+}
+
+#[test]
+fn init_reboot_renewing_rebinding() {
+    let mut e = engine_simple("");
+    let a = plain_discover(mac(1), 1);
+    let got = reply(&mut e, &selecting(&a, ip(100), ip(1)));
+    assert_eq!(msg_type(&got), 5);
+    // INIT-REBOOT for its own address: ACK.
+    assert_eq!(msg_type(&reply(&mut e, &init_reboot(&a, ip(100)))), 5);
+    // For another MAC's address: NAK.
+    let b = plain_discover(mac(2), 2);
+    assert_eq!(msg_type(&reply(&mut e, &init_reboot(&b, ip(100)))), 6);
+    // Off this network: NAK.
+    let n = reply(&mut e, &init_reboot(&b, Ipv4Addr::new(192, 168, 7, 7)));
+    assert_eq!(msg_type(&n), 6);
+    // A free pool address the daemon has no record of: ACK (authoritative).
+    assert_eq!(msg_type(&reply(&mut e, &init_reboot(&b, ip(103)))), 5);
+    // RENEWING: unicast ACK to ciaddr.
+    let d = e.decide(&renewing(&a, ip(100)), NOW + 100, None);
+    let r = d.reply.unwrap();
+    assert_eq!(msg_type(&r.packet), 5);
+    assert_eq!(r.dest, Dest::Unicast(ip(100)));
+    assert_eq!(r.packet.ciaddr, ip(100));
+    assert!(d.why.contains("renewing"), "{}", d.why);
+    // REBINDING (broadcast flag) the same way.
+    let mut rb = renewing(&a, ip(100));
+    rb.flags = 0x8000;
+    let d = e.decide(&rb, NOW + 200, None);
+    assert!(d.why.contains("rebinding"), "{}", d.why);
+    // Renewing an address that is not its lease: NAK.
+    assert_eq!(msg_type(&reply(&mut e, &renewing(&a, ip(103)))), 6);
+    // A REQUEST naming nothing: silence.
+    let mut bare = with_type(&a, 3);
+    bare.remove_option(50);
+    silent(&mut e, &bare);
+}
+
+#[test]
+fn decline_release_inform() {
+    let mut e = engine_simple("");
+    let a = plain_discover(mac(1), 1);
+    assert_eq!(reply(&mut e, &a).yiaddr, ip(100));
+    // DECLINE: 100 is in use on the wire; the next DISCOVER gets 101.
+    let mut dec = with_type(&a, 4);
+    dec.set_option(50, ip(100).octets());
+    dec.set_option(54, ip(1).octets());
+    let d = e.decide(&dec, NOW, None);
+    assert!(d.reply.is_none());
+    assert!(matches!(d.journal[..], [Record::Declined { ip: i, .. }] if i == ip(100)));
+    assert_eq!(reply(&mut e, &a).yiaddr, ip(101));
+    assert_eq!(reply(&mut e, &plain_discover(mac(2), 5)).yiaddr, ip(102));
+    // RELEASE: journaled, notice, sticky for the next ask.
+    reply(&mut e, &selecting(&a, ip(101), ip(1)));
+    let mut rel = with_type(&a, 7);
+    rel.ciaddr = ip(101);
+    rel.set_option(54, ip(1).octets());
+    let d = e.decide(&rel, NOW + 10, None);
+    assert!(d.reply.is_none());
+    assert_eq!(
+        d.notice.as_deref(),
+        Some("RELEASE,52-54-00-00-00-01,10.9.0.101")
+    );
+    assert_eq!(d.journal.len(), 1);
+    assert_eq!(reply(&mut e, &a).yiaddr, ip(101), "sticky after RELEASE");
+    // INFORM: ACK with options, no address, no lease time, to ciaddr.
+    let mut inf = with_type(&a, 8);
+    inf.ciaddr = ip(77);
+    let d = e.decide(&inf, NOW, None);
+    let r = d.reply.unwrap();
+    assert_eq!(msg_type(&r.packet), 5);
+    assert_eq!(r.packet.yiaddr, Ipv4Addr::UNSPECIFIED);
+    assert_eq!(r.packet.option(opt::LEASE_TIME), None);
+    assert_eq!(
+        r.packet.option(opt::SUBNET_MASK),
+        Some(&[255, 255, 255, 0][..])
+    );
+    assert_eq!(r.dest, Dest::Unicast(ip(77)));
+    assert!(d.journal.is_empty());
+}
+
+#[test]
+fn bootp_is_answered_as_bootp_only_with_allow_simple_dhcp() {
+    let mut p = plain_discover(mac(1), 1);
+    p.options.clear();
+    let mut e = engine("");
+    let why = silent(&mut e, &p);
+    assert!(why.contains("allow_simple_dhcp"), "{why}");
+    let mut e = engine_simple("");
+    let d = e.decide(&p, NOW, None);
+    assert_eq!(d.kind, "BOOTP");
+    let r = d.reply.unwrap().packet;
+    assert_eq!(r.message_type(), None, "no option 53 in a BOOTP reply");
+    assert_eq!(r.yiaddr, ip(100));
+    assert_eq!(r.file, b"pxelinux.0");
+    assert_eq!(d.journal.len(), 1, "bound at once");
+    let mut b = vec![];
+    r.emit(&mut b);
+    assert_eq!(b.len(), 300);
+}
+
+#[test]
+fn plain_clients_need_allow_simple_dhcp_unless_they_booted_by_pxe() {
+    let mut e = engine("");
+    let why = silent(&mut e, &plain_discover(mac(1), 1));
+    assert!(why.contains("allow_simple_dhcp is off"), "{why}");
+    // The same MAC after a PXE boot: its OS is served.
+    let pxe = ipxe_discover(mac(2), 2);
+    let ipx = reply(&mut e, &pxe).yiaddr;
+    reply(&mut e, &selecting(&pxe, ipx, ip(1)));
+    let os = plain_discover(mac(2), 3);
+    let o = reply(&mut e, &os);
+    assert_eq!(o.yiaddr, ipx, "same address for the OS");
+    assert_eq!(
+        o.option(opt::VENDOR_CLASS),
+        None,
+        "no PXE options for the OS"
+    );
+    let d = e.decide(&selecting(&os, ipx, ip(1)), NOW, None);
+    assert_eq!(msg_type(&d.reply.unwrap().packet), 5);
+    assert_eq!(
+        d.notice.as_deref(),
+        Some("LEASE,00002E8E-3412-BC4A-8DEF-0000E2E00001,52-54-00-00-00-02,10.9.0.100"),
+        "the UUID learnt in the PXE phase"
+    );
+    assert_eq!(e.phase(&MacAddr(mac(2))), Phase::Dhcp);
+}
+
+#[test]
+fn mac_acl_masks_and_static() {
+    let extra = "[mac]\n52-54-00-00-00/40 = yes\n52-54-00-00-00-02 = no\n52-54-00-00-01-06 = no\n\
+                 [static_dhcp]\n52-54-00-00-01-05 = 10.9.0.50\n52-54-00-00-01-06 = 10.9.0.51\n";
+    let ini = format!(
+        "{}{}",
+        BASE.replace("lease_file", "access = mac\nlease_file"),
+        extra
+    );
+    let mut e = Engine::new(config(&ini), &net(), vec![]).unwrap();
+    assert_eq!(reply(&mut e, &ipxe_discover(mac(1), 1)).yiaddr, ip(100));
+    let why = silent(&mut e, &ipxe_discover(mac(2), 2));
+    assert!(why.contains("denied by [mac]"), "{why}");
+    let why = silent(&mut e, &ipxe_discover([0x52, 0x55, 0, 0, 0, 1], 3));
+    assert!(why.contains("not in [mac]"), "{why}");
+    // A [static_dhcp] MAC not in [mac] is allowed, with its address.
+    assert_eq!(reply(&mut e, &ipxe_discover(mac(0x105), 4)).yiaddr, ip(50));
+    // ...unless [mac] says no.
+    let why = silent(&mut e, &ipxe_discover(mac(0x106), 5));
+    assert!(why.contains("denied"), "{why}");
+}
+
+#[test]
+fn uuid_acl_uses_the_pxe_uuid_in_the_os_phase() {
+    let ini = BASE.replace("lease_file", "access = uuid\nlease_file")
+        + "[uuid]\n00002e8e-3412-bc4a-8def-0000e2e00001 = yes\n00002e8e-3412-bc4a-8def-000000000000/80 = no\n";
+    let mut e = Engine::new(config(&ini), &net(), vec![]).unwrap();
+    let pxe = ipxe_discover(mac(1), 1);
+    let got = reply(&mut e, &pxe).yiaddr;
+    reply(&mut e, &selecting(&pxe, got, ip(1)));
+    // The OS sends no UUID: the one learnt from option 97 is used.
+    assert_eq!(reply(&mut e, &plain_discover(mac(1), 2)).yiaddr, got);
+    // Another UUID under the /80 deny mask.
+    let mut other = ipxe_discover(mac(2), 3);
+    let mut u = UUID97;
+    u[16] = 9;
+    other.set_option(97, u);
+    let why = silent(&mut e, &other);
+    assert!(why.contains("denied by [uuid]"), "{why}");
+    // No UUID at all.
+    let why = silent(&mut e, &plain_discover(mac(3), 4));
+    assert!(
+        why.contains("allow_simple_dhcp") || why.contains("no UUID"),
+        "{why}"
+    );
+}
+
+#[test]
+fn static_addresses_are_never_given_to_others() {
+    let extra = "[static_dhcp]\n52-54-00-00-00-09 = 10.9.0.101\n";
+    let mut e = engine_simple(extra);
+    let got: Vec<Ipv4Addr> = (1..=4)
+        .map(|n| reply(&mut e, &plain_discover(mac(n), n)).yiaddr)
+        .collect();
+    assert_eq!(got, vec![ip(100), ip(102), ip(103), ip(104)]);
+    // Pool of 5 minus the static one: the fifth MAC gets nothing.
+    let why = silent(&mut e, &plain_discover(mac(5), 5));
+    assert!(why.contains("no address left"), "{why}");
+    assert_eq!(reply(&mut e, &plain_discover(mac(9), 9)).yiaddr, ip(101));
+    // Another MAC cannot take it by asking.
+    let n = reply(&mut e, &init_reboot(&plain_discover(mac(1), 1), ip(101)));
+    assert_eq!(msg_type(&n), 6);
+}
+
+#[test]
+fn full_pool_reuses_the_longest_expired_lease() {
+    let ini = "[bootp]\npool_start = 10.9.0.100\npool_count = 2\nlease_time = 100\nlease_file = none\nallow_simple_dhcp = on\n";
+    let mut e = Engine::new(config(ini), &net(), vec![]).unwrap();
+    let (a, b, c) = (
+        plain_discover(mac(1), 1),
+        plain_discover(mac(2), 2),
+        plain_discover(mac(3), 3),
+    );
+    e.decide(&selecting(&a, ip(100), ip(1)), NOW, None);
+    e.decide(&selecting(&b, ip(101), ip(1)), NOW + 50, None);
+    assert!(e.decide(&c, NOW + 60, None).reply.is_none());
+    let o = e.decide(&c, NOW + 500, None).reply.unwrap().packet;
+    assert_eq!(o.yiaddr, ip(100), "A's lease expired first");
+}
+
+#[test]
+fn buggy_clients_always_hear_broadcast_and_relays_get_replies() {
+    let mut e = engine_simple("[buggy_clients]\n52-54-00-00-00-01 = yes\n");
+    let a = plain_discover(mac(1), 1);
+    reply(&mut e, &selecting(&a, ip(100), ip(1)));
+    let d = e.decide(&renewing(&a, ip(100)), NOW, None);
+    assert_eq!(d.reply.unwrap().dest, Dest::Broadcast);
+    // Relayed: to giaddr, with option 82 echoed; a relayed NAK asks the
+    // relay to broadcast.
+    let mut r = plain_discover(mac(2), 2);
+    r.giaddr = Ipv4Addr::new(10, 9, 0, 254);
+    r.hops = 1;
+    r.set_option(82, [1, 3, b'a', b'b', b'c']);
+    let d = e.decide(&r, NOW, None);
+    let rep = d.reply.unwrap();
+    assert_eq!(rep.dest, Dest::Relay(Ipv4Addr::new(10, 9, 0, 254)));
+    assert_eq!(rep.packet.giaddr, Ipv4Addr::new(10, 9, 0, 254));
+    assert_eq!(rep.packet.hops, 0);
+    assert_eq!(rep.packet.option(82), Some(&[1, 3, b'a', b'b', b'c'][..]));
+    let n = e
+        .decide(&selecting(&r, ip(104), ip(1)), NOW, None)
+        .reply
+        .unwrap();
+    assert_eq!(msg_type(&n.packet), 6);
+    assert_eq!(n.dest, Dest::Relay(Ipv4Addr::new(10, 9, 0, 254)));
+    assert_eq!(n.packet.flags & 0x8000, 0x8000);
+}
+
+#[test]
+fn http_acl_asks_on_phase_changes_and_uses_the_answer() {
+    let ini = BASE.replace("lease_file", "access = http\nlease_file")
+        + "[http]\nlocation = 127.0.0.1:9\npxe = /boot\ndhcp = /linux\n";
+    let mut e = Engine::new(config(&ini), &net(), vec![]).unwrap();
+    let pxe = ipxe_discover(mac(1), 1);
+    let d = e.decide(&pxe, NOW, None);
+    assert!(d.reply.is_none());
+    let q = d.check.expect("asks the HTTP ACL");
+    assert_eq!(
+        q.url,
+        "http://127.0.0.1:9/boot?mac=52-54-00-00-00-01&uuid=00002E8E-3412-BC4A-8DEF-0000E2E00001"
+    );
+    let grant = HttpAnswer::Granted {
+        client: Some("box1".into()),
+        file: Some("box1.cfg".into()),
+    };
+    let d = e.decide(&pxe, NOW, Some(&grant));
+    let o = d.reply.unwrap().packet;
+    assert_eq!(o.option(opt::HOST_NAME), Some(&b"box1"[..]));
+    // Same phase: no new question, the name stays.
+    let d = e.decide(&selecting(&pxe, o.yiaddr, ip(1)), NOW, None);
+    assert!(d.check.is_none());
+    assert_eq!(
+        d.reply.unwrap().packet.option(opt::HOST_NAME),
+        Some(&b"box1"[..])
+    );
+    assert_eq!(e.client_file(o.yiaddr), Some("box1.cfg"));
+    // The OS's DISCOVER keeps the PXE phase; its REQUEST moves to DHCP
+    // and asks again, on the dhcp path, with the leased ip.
+    let os = plain_discover(mac(1), 2);
+    assert!(e.decide(&os, NOW, None).check.is_none());
+    let d = e.decide(&selecting(&os, o.yiaddr, ip(1)), NOW, None);
+    let q = d.check.expect("phase change asks again");
+    assert!(
+        q.url
+            .starts_with("http://127.0.0.1:9/linux?mac=52-54-00-00-00-01&uuid="),
+        "{}",
+        q.url
+    );
+    assert!(q.url.ends_with("&ip=10.9.0.100"), "{}", q.url);
+    // Denied: silence, back to idle, the next ask asks again.
+    let d = e.decide(
+        &selecting(&os, o.yiaddr, ip(1)),
+        NOW,
+        Some(&HttpAnswer::Denied("401".into())),
+    );
+    assert!(d.reply.is_none() && d.why.contains("denied"), "{}", d.why);
+    assert_eq!(e.phase(&MacAddr(mac(1))), Phase::Idle);
+    // always_check asks every time.
+    let ini2 = ini.replace("dhcp = /linux\n", "dhcp = /linux\nalways_check = yes\n");
+    let mut e = Engine::new(config(&ini2), &net(), vec![]).unwrap();
+    e.decide(&pxe, NOW, Some(&grant));
+    assert!(e.decide(&pxe, NOW, None).check.is_some());
+}
+
+#[test]
+fn not_requests_and_not_ethernet_are_dropped() {
+    let mut e = engine_simple("");
+    let mut p = plain_discover(mac(1), 1);
+    p.op = 2;
+    assert!(silent(&mut e, &p).contains("not a BOOTREQUEST"));
+    let mut p = plain_discover(mac(1), 1);
+    p.htype = 6;
+    assert!(silent(&mut e, &p).contains("not Ethernet"));
+    let p = with_type(&plain_discover(mac(1), 1), 2);
+    assert!(silent(&mut e, &p).contains("not a client message"));
+}
+
+#[test]
+fn a_booted_os_renewing_after_a_restart_is_still_served() {
+    // PXE boot, OS lease, then a "restart": a new engine fed the journal.
+    let mut e = engine("");
+    let pxe = ipxe_discover(mac(1), 1);
+    let got = reply(&mut e, &pxe).yiaddr;
+    let d = e.decide(&selecting(&pxe, got, ip(1)), NOW, None);
+    let mut fresh = engine("");
+    for r in &d.journal {
+        fresh.leases.apply(r);
+    }
+    // allow_simple_dhcp is off, yet the known MAC's OS renews.
+    let r = fresh.decide(&renewing(&plain_discover(mac(1), 2), got), NOW + 10, None);
+    assert_eq!(msg_type(&r.reply.expect(&r.why).packet), 5);
+    // An unknown plain client is still ignored.
+    let why = silent(&mut fresh, &plain_discover(mac(2), 3));
+    assert!(why.contains("allow_simple_dhcp"), "{why}");
+}

@@ -1,0 +1,139 @@
+//! The HTTP ACL against a real HTTP server (python3 http.server): 200 with
+//! `Client:`/`File:` lines grants (option 12 sent), 401 denies, a server
+//! that never answers denies after the timeout, and while it hangs every
+//! other client is still answered. The PXE -> OS phase change asks again
+//! on the `dhcp` path with the leased ip.
+
+mod common;
+mod dhcp_support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{need_program, Scratch};
+use dhcp_support::*;
+use pybootd::wire::dhcp::opt;
+
+const SERVER: &str = r#"
+import http.server, socketserver, sys, time, urllib.parse
+log = open(sys.argv[1], "a")
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+        log.write(self.path + "\n"); log.flush()
+        mac = q.get("mac", [""])[0]
+        if mac.endswith("-01"):
+            body = b"Client: boxA\nFile: boxA.cfg\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif mac.endswith("-02"):
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        else:
+            time.sleep(3600)
+    def log_message(self, *a):
+        pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+s = S(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+struct Py(Child);
+impl Drop for Py {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_acl_grants_denies_times_out_and_never_blocks_others() {
+    need_program("python3");
+    let dir = Scratch::new("dhcphttp");
+    let script = dir.write("acl.py", SERVER.as_bytes());
+    let qlog = dir.path.join("queries.log");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .arg(&qlog)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _py = Py(child);
+    let port: u16 = line.trim().parse().expect("python prints its port");
+
+    let ini = format!(
+        "[bootp]\npool_start = 10.9.0.100\npool_count = 20\nlease_file = none\naccess = http\n\
+         [http]\nlocation = 127.0.0.1:{port}\npxe = /boot\ndhcp = /linux\ntimeout = 3\n\
+         [bootfile]\ndefault = pxelinux.0\n"
+    );
+    let srv = Loopback::start(config(&ini));
+    let c = Client::new(srv.addr).await;
+
+    // MAC 3's question hangs for the whole timeout...
+    let hang = ipxe_discover(mac(3), 0x33);
+    c.send(&hang).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // ...while MAC 1 is granted and answered, with its host name.
+    let a = ipxe_discover(mac(1), 0x11);
+    let o = c
+        .recv_after_send(&a, Duration::from_secs(2))
+        .await
+        .expect("answered while another client's question hangs");
+    assert_eq!(msg_type(&o), 2);
+    assert_eq!(o.option(opt::HOST_NAME), Some(&b"boxA"[..]));
+    let ack = c.ask(&selecting(&a, o.yiaddr, ip(1))).await.unwrap();
+    assert_eq!(msg_type(&ack), 5);
+    assert_eq!(ack.option(opt::HOST_NAME), Some(&b"boxA"[..]));
+    // The File: line, for TFTP's {client_file}.
+    assert_eq!(
+        pybootd::dhcp::client_file(ack.yiaddr).as_deref(),
+        Some("boxA.cfg")
+    );
+    // 401: nothing.
+    let b = ipxe_discover(mac(2), 0x22);
+    c.send(&b).await;
+    assert!(c.recv(0x22, Duration::from_millis(800)).await.is_none());
+    // The hanging one gets nothing either, once its timeout passes.
+    assert!(c.recv(0x33, Duration::from_secs(4)).await.is_none());
+    // The booted OS of MAC 1: a phase change, asked on /linux with its ip.
+    let os = plain_discover(mac(1), 0x44);
+    let o2 = c.ask(&os).await.expect("same phase: no question");
+    let ack2 = c.ask(&selecting(&os, o2.yiaddr, ip(1))).await.unwrap();
+    assert_eq!(msg_type(&ack2), 5);
+    srv.shutdown().await;
+
+    let q = std::fs::read_to_string(&qlog).unwrap();
+    let lines: Vec<&str> = q.lines().collect();
+    assert!(
+        lines.contains(&"/boot?mac=52-54-00-00-00-01&uuid=00002E8E-3412-BC4A-8DEF-0000E2E00001"),
+        "{q}"
+    );
+    assert!(
+        lines.contains(
+            &"/linux?mac=52-54-00-00-00-01&uuid=00002E8E-3412-BC4A-8DEF-0000E2E00001&ip=10.9.0.100"
+        ),
+        "{q}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("mac=52-54-00-00-00-02")),
+        "{q}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("mac=52-54-00-00-00-01"))
+            .count(),
+        2,
+        "asked once per phase: {q}"
+    );
+}
