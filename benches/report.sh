@@ -100,17 +100,19 @@ report() {
     echo
     echo "## 2. Boot storms: N clients fetch a $(( STORM_SIZE >> 10 )) KiB file at blksize 1468 at once (deadline $STORM_DEADLINE s)"
     echo
-    echo "| server | clients | completed | failed | p50 s | p99 s | aggregate MB/s | server CPU s | server peak RSS MiB |"
-    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    echo "| server | clients | completed | failed | p50 s | p99 s | aggregate MB/s | all bytes MB/s | server CPU s | server peak RSS MiB |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     for srv in $TFTP_SERVERS; do
       for n in $STORMS; do
         local nt
         nt=$(note_of storm "$srv" "$n")
-        echo "| $srv | $n | $(cell storm "$srv" "$n" completed) | $(cell storm "$srv" "$n" failed) | $(cell storm "$srv" "$n" p50_s) | $(cell storm "$srv" "$n" p99_s) | $(cell storm "$srv" "$n" mbps) | $(cell storm "$srv" "$n" cpu_s) | $(cell storm "$srv" "$n" rss_mib)${nt:+ ($nt)} |"
+        echo "| $srv | $n | $(cell storm "$srv" "$n" completed) | $(cell storm "$srv" "$n" failed) | $(cell storm "$srv" "$n" p50_s) | $(cell storm "$srv" "$n" p99_s) | $(cell storm "$srv" "$n" mbps) | $(cell storm "$srv" "$n" mbps_all) | $(cell storm "$srv" "$n" cpu_s) | $(cell storm "$srv" "$n" rss_mib)${nt:+ ($nt)} |"
       done
     done
     echo
-    echo "p50/p99 are over the completed transfers; server CPU is user+system seconds of the whole"
+    echo "p50/p99 are over the completed transfers; aggregate MB/s counts completed transfers' bytes"
+    echo "up to the last completion, all-bytes MB/s every byte received (finished or not) up to the"
+    echo "last transfer's end (its deadline if any failed); server CPU is user+system seconds of the whole"
     echo "server process over the storm (reaped children included); peak RSS is VmHWM (for"
     echo "tftpd-hpa, which forks per transfer, the peak of the process tree's summed PSS when larger)."
     echo

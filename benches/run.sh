@@ -219,7 +219,7 @@ run_storm() {
           --deadline-s "$STORM_DEADLINE" --times "$OUT/logs/storm-$srv-$n-$run.tsv")
         srv_stop
         done_=$(jget "$out" completed)
-        for k in completed failed p50_s p99_s mbps retransmits; do
+        for k in completed failed p50_s p99_s mbps mbps_all retransmits; do
           rec storm "$srv" "$n" "$run" "$k" "$(jget "$out" "$k")"
         done
         rec storm "$srv" "$n" "$run" cpu_s "$SRV_CPU"
@@ -248,7 +248,7 @@ dhcp_probe() {
   dhcp_start "$srv"
   local rflag=()
   [ "$rate" != 0 ] && rflag=(-r "$rate")
-  out=$(C perfdhcp -4 -g single "${rflag[@]}" -R 1000000 -p "$DHCP_PERIOD" -l "$CIP" "$SIP" 2>&1) || true
+  out=$(C perfdhcp -4 -g single "${rflag[@]}" -R 1000000 -p "$DHCP_PERIOD" -W 300000 -l "$CIP" "$SIP" 2>&1) || true
   echo "$out" >"$OUT/logs/$SEQ-perfdhcp-$srv-$rate.log"
   srv_stop
   disc=$(awk '/Statistics for: DISCOVER-OFFER/{s=1} s&&/^sent packets:/{print $3; exit}' <<<"$out")
@@ -271,7 +271,7 @@ dhcp_syncs() {
   server_cmd "$srv" dhcp
   srv_start "$srv" 67 strace -f -qq -c -o "$OUT/logs/strace-$srv.txt" \
     -e trace=fsync,fdatasync,sync_file_range,msync,syncfs,sync "${CMD[@]}"
-  out=$(C perfdhcp -4 -g single -r 500 -n "$n" -R 1000000 -l "$CIP" "$SIP" 2>&1) || true
+  out=$(C perfdhcp -4 -g single -r 500 -n "$n" -R 1000000 -W 300000 -l "$CIP" "$SIP" 2>&1) || true
   echo "$out" >"$OUT/logs/$SEQ-perfdhcp-syncs-$srv.log"
   # TERM the server itself (strace's child) so that strace writes its summary.
   pkill -TERM -P "$SRV_PID" 2>/dev/null || true

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket as StdUdp};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -223,13 +224,15 @@ struct Outcome {
     secs: f64,
     end: Instant,
     bytes: u64,
+    /// Bytes received, also by a transfer that failed.
+    received: u64,
     blksize: usize,
     windowsize: u16,
     retransmits: u32,
     err: String,
 }
 
-async fn fetch(a: &GetArgs) -> Result<Fetched, String> {
+async fn fetch(a: &GetArgs, progress: &AtomicU64) -> Result<Fetched, String> {
     let sock = UdpSocket::bind(SocketAddrV4::new(
         a.bind.unwrap_or(Ipv4Addr::UNSPECIFIED),
         0,
@@ -335,6 +338,7 @@ async fn fetch(a: &GetArgs) -> Result<Fetched, String> {
                     }
                     hasher.update(data);
                     total += data.len() as u64;
+                    progress.store(total, Ordering::Relaxed);
                     tries = 0;
                     nak_sent = false;
                     expected += 1;
@@ -393,7 +397,8 @@ fn hex(b: &[u8]) -> String {
 
 async fn one(a: Arc<GetArgs>, deadline: tokio::time::Instant) -> Outcome {
     let t0 = Instant::now();
-    let r = tokio::time::timeout_at(deadline, fetch(&a)).await;
+    let progress = AtomicU64::new(0);
+    let r = tokio::time::timeout_at(deadline, fetch(&a, &progress)).await;
     let end = Instant::now();
     let secs = (end - t0).as_secs_f64();
     let mut o = Outcome {
@@ -401,6 +406,7 @@ async fn one(a: Arc<GetArgs>, deadline: tokio::time::Instant) -> Outcome {
         secs,
         end,
         bytes: 0,
+        received: progress.load(Ordering::Relaxed),
         blksize: 0,
         windowsize: 0,
         retransmits: 0,
@@ -489,6 +495,18 @@ async fn get(a: GetArgs) -> Result<(), String> {
         f64::NAN
     };
     let retransmits: u32 = outs.iter().map(|o| o.retransmits).sum();
+    // Goodput of everything received, finished or not (a storm in which
+    // nobody finishes still moved data).
+    let received: u64 = outs.iter().map(|o| o.received).sum();
+    let wall_all = outs
+        .iter()
+        .map(|o| (o.end - start).as_secs_f64())
+        .fold(0.0, f64::max);
+    let mbps_all = if wall_all > 0.0 {
+        received as f64 / wall_all / 1e6
+    } else {
+        f64::NAN
+    };
     let first_err = outs
         .iter()
         .find(|o| !o.ok)
@@ -507,7 +525,7 @@ async fn get(a: GetArgs) -> Result<(), String> {
     }
     let g = completed.first();
     println!(
-        "{{\"mode\":\"get\",\"clients\":{},\"completed\":{},\"failed\":{},\"bytes\":{},\"blksize\":{},\"windowsize\":{},\"wall_s\":{},\"p50_s\":{},\"p99_s\":{},\"max_s\":{},\"mbps\":{},\"retransmits\":{},\"first_error\":{}}}",
+        "{{\"mode\":\"get\",\"clients\":{},\"completed\":{},\"failed\":{},\"bytes\":{},\"blksize\":{},\"windowsize\":{},\"wall_s\":{},\"p50_s\":{},\"p99_s\":{},\"max_s\":{},\"mbps\":{},\"retransmits\":{},\"received\":{},\"mbps_all\":{},\"first_error\":{}}}",
         a.clients,
         completed.len(),
         failed,
@@ -520,6 +538,8 @@ async fn get(a: GetArgs) -> Result<(), String> {
         json_num(secs.last().copied().unwrap_or(f64::NAN)),
         json_num(mbps),
         retransmits,
+        received,
+        json_num(mbps_all),
         json_str(&first_err)
     );
     Ok(())
