@@ -119,7 +119,11 @@ srv_stop() {
   SRV_RSS_KIB=""
   [ -n "$SRV_PID" ] || return 0
   if [ -r "/proc/$SRV_PID/stat" ]; then
-    SRV_CPU=$(sed 's/.*) //' "/proc/$SRV_PID/stat" | awk -v t="$CLK_TCK" '{printf "%.2f", ($12+$13+$14+$15)/t}')
+    # The server, its reaped children, and its live children (a forking
+    # server's transfers still running at the deadline).
+    local p stats=("/proc/$SRV_PID/stat")
+    for p in $(pgrep -P "$SRV_PID" 2>/dev/null); do stats+=("/proc/$p/stat"); done
+    SRV_CPU=$(cat "${stats[@]}" 2>/dev/null | sed 's/.*) //' | awk -v t="$CLK_TCK" '{s += $12+$13+$14+$15} END {printf "%.2f", s/t}')
     SRV_RSS_KIB=$(awk '/^VmHWM:/{print $2}' "/proc/$SRV_PID/status")
   fi
   local tree=0

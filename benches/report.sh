@@ -57,6 +57,7 @@ versions() {
     "atftpd: $(dpkg-deb -f "$(ls "$ATFTPD_DIR"/atftpd_*.deb 2>/dev/null | head -1)" Version 2>/dev/null);" \
     "Kea: $(kea-dhcp4 -v 2>/dev/null | head -1); perfdhcp: kea-admin $(dpkg-query -W -f '${Version}' kea-admin 2>/dev/null);" \
     "iperf3: $(iperf3 --version 2>/dev/null | head -1 | awk '{print $2}')"
+  echo "- load average (1/5/15 min) at the start: ${LOAD_START:-?}; at the end: ${LOAD_END:-?} (other work shared the 2 cores)"
   echo "- machine: $(nproc) cores ($(lscpu 2>/dev/null | awk -F: '/Model name/{gsub(/^ +/,"",$2); print $2; exit}')), kernel $(uname -r), $(awk '/MemTotal/{printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)"
 }
 

@@ -8,6 +8,8 @@
 #            --servers "pybootd atftpd tftpd-hpa dnsmasq kea"   --runs N
 #            --out DIR (results, logs; default target/bench/<time>)   --no-build
 #            --report-only DIR   rewrite the report from DIR/results.tsv
+#            --big-mib N (64) --storm-mib N (24) --storms "50 200" --storm-deadline S (120):
+#            smaller work for a loaded machine (the report states what was used)
 # The whole script is one compound command: bash parses it before running
 # it, so editing this file never disturbs a run in progress.
 {
@@ -37,7 +39,11 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --no-build) BUILD=0 ;;
     --report-only) REPORT_ONLY=$2; shift ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --big-mib) O_BIG=$2; shift ;;
+    --storm-mib) O_STORM=$2; shift ;;
+    --storms) O_STORMS=$2; shift ;;
+    --storm-deadline) O_DEADLINE=$2; shift ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
   shift
@@ -59,6 +65,10 @@ else
   STORMS="50 200" STORM_DEADLINE=120 SINGLE_DEADLINE=120
   PING_S=2 IPERF_S=3 DHCP_PERIOD=3 DHCP_PROBES=5 DHCP_SMOKE_RATE=0 DHCP_SYNC_N=1000
 fi
+[ -n "${O_BIG:-}" ] && BIG=$((O_BIG << 20))
+[ -n "${O_STORM:-}" ] && STORM_SIZE=$((O_STORM << 20))
+[ -n "${O_STORMS:-}" ] && STORMS=$O_STORMS
+[ -n "${O_DEADLINE:-}" ] && STORM_DEADLINE=$O_DEADLINE
 has() { [[ " $SERVERS " == *" $1 "* ]]; }
 SINGLE_CASES="512 1468 max 1468w16 1468w64"
 section() { [[ " $SECTIONS " == *" $1 "* ]]; }
@@ -86,7 +96,8 @@ OUT=${OUT:-$ROOT/target/bench/$(date -u +%Y%m%dT%H%M%S)$([ "$SMOKE" = 1 ] && ech
 mkdir -p "$OUT/logs"
 : >"$OUT/results.tsv"
 : >"$OUT/errors"
-declare -p SMOKE RUNS BIG STORM_SIZE SMALL STORMS STORM_DEADLINE SERVERS SECTIONS >"$OUT/meta.sh"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+declare -p SMOKE RUNS BIG STORM_SIZE SMALL STORMS STORM_DEADLINE SERVERS SECTIONS LOAD_START >"$OUT/meta.sh"
 # Served files live where every server's user can read them.
 DATA=$(mktemp -d /tmp/pybootd-bench.XXXXXX)
 chmod 755 "$DATA"
@@ -389,7 +400,8 @@ for run in $(seq "$RUNS"); do
 done
 
 ELAPSED=$(( $(date +%s) - T_START ))
-echo "ELAPSED=$ELAPSED" >>"$OUT/meta.sh"
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "ELAPSED=$ELAPSED LOAD_END='$LOAD_END'" >>"$OUT/meta.sh"
 if [ "$SMOKE" = 1 ]; then
   report "$OUT/BENCHMARKS.md"
   # Every section asked for must have produced figures.
