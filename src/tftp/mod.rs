@@ -1,27 +1,476 @@
-//! The TFTP service. (Skeleton: filled by the TFTP issue.)
+//! The TFTP service: the listener on port 69, one tokio task per transfer
+//! (each on its own ephemeral socket, capped by a semaphore), filters and
+//! sources. Protocol decisions live in `transfer` (negotiation) and
+//! `crate::filters`; bytes in `crate::wire::tftp`.
 
-use std::net::UdpSocket;
-use std::sync::Arc;
+pub mod source;
+pub mod transfer;
 
+use std::collections::HashSet;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, Root};
+use crate::filters::{self, Filters, Target, Vars};
+use crate::wire::tftp::{self as wire, code, Mode, Packet, Request};
+use source::{AnySource, HttpRoot, LocalRoot, NetasciiOut, Source, TextFile, TftpError};
+use transfer::{End, Link, Negotiated};
+
+/// The file the HTTP ACL named for a client (its `File:` line), by client
+/// IP: the `{client_file}` filter variable. The DHCP side installs it with
+/// [`TftpServer::with_client_files`]; until then it is unknown and rules
+/// using it are skipped.
+pub type ClientFiles = Arc<dyn Fn(Ipv4Addr) -> Option<String> + Send + Sync>;
+
+/// Largest indirection file (`[path]` filter) read, in bytes.
+const MAX_INDIRECT: usize = 4096;
+
+enum Served {
+    Local(LocalRoot),
+    Http(HttpRoot),
+}
+
+struct Shared {
+    config: Arc<Config>,
+    served: Served,
+    filters: Filters,
+    client_files: Option<ClientFiles>,
+    /// Canonical upload directory, when WRQ is enabled.
+    upload_dir: Option<PathBuf>,
+    /// Peers with a transfer in progress: a repeated RRQ (the client did
+    /// not hear our first answer yet) must not start a second transfer.
+    active: Mutex<HashSet<SocketAddr>>,
+    local_ip: IpAddr,
+}
 
 pub struct TftpServer {
-    _config: Arc<Config>,
-    _socket: UdpSocket,
+    shared: Arc<Shared>,
+    socket: std::net::UdpSocket,
 }
 
 impl TftpServer {
-    pub fn new(config: Arc<Config>, socket: UdpSocket) -> std::io::Result<Self> {
+    /// Checks the root (a local root must exist) and the upload directory.
+    pub fn new(config: Arc<Config>, socket: std::net::UdpSocket) -> io::Result<Self> {
+        let t = &config.tftp;
+        let served = match &t.root {
+            Root::Local(p) => Served::Local(LocalRoot::new(p)?),
+            Root::Http(url) => Served::Http(HttpRoot::new(url, http_timeout(t))?),
+        };
+        let upload_dir = match &t.upload_dir {
+            None => None,
+            Some(d) => Some(d.canonicalize().map_err(|e| {
+                io::Error::new(e.kind(), format!("TFTP upload_dir {}: {e}", d.display()))
+            })?),
+        };
+        let local_ip = socket.local_addr()?.ip();
         Ok(TftpServer {
-            _config: config,
-            _socket: socket,
+            shared: Arc::new(Shared {
+                filters: Filters::new(&config.filters),
+                config,
+                served,
+                client_files: None,
+                upload_dir,
+                active: Mutex::new(HashSet::new()),
+                local_ip,
+            }),
+            socket,
         })
     }
 
-    pub async fn serve(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        shutdown.cancelled().await;
+    /// Installs the `{client_file}` lookup (the HTTP ACL's `File:` names).
+    pub fn with_client_files(mut self, lookup: ClientFiles) -> Self {
+        if let Some(s) = Arc::get_mut(&mut self.shared) {
+            s.client_files = Some(lookup);
+        }
+        self
+    }
+
+    /// Serves until `shutdown`, then gives transfers a grace period.
+    pub async fn serve(self, shutdown: CancellationToken) -> io::Result<()> {
+        let sock = UdpSocket::from_std(self.socket)?;
+        let shared = self.shared;
+        let max = shared.config.tftp.max_transfers;
+        let slots = Arc::new(Semaphore::new(max));
+        let tracker = TaskTracker::new();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let (n, peer) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = sock.recv_from(&mut buf) => match r {
+                    Ok(x) => x,
+                    Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::Interrupted) => continue,
+                    Err(e) => {
+                        tracing::warn!("TFTP receive: {e}");
+                        continue;
+                    }
+                },
+            };
+            let req = match Packet::parse(&buf[..n]) {
+                Ok(Packet::Rrq(r)) => (r, false),
+                Ok(Packet::Wrq(r)) => (r, true),
+                Ok(Packet::Error { .. }) => continue,
+                Ok(other) => {
+                    tracing::debug!(%peer, "not a request on the TFTP port: {other:?}");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, "malformed TFTP request: {e}");
+                    if buf[..n.min(2)] != [0, wire::OP_ERROR as u8] {
+                        let _ = sock
+                            .send_to(
+                                &wire::error_bytes(code::ILLEGAL_OPERATION, &e.to_string()),
+                                peer,
+                            )
+                            .await;
+                    }
+                    continue;
+                }
+            };
+            // A queue of waiting requests is bounded too: beyond it, a
+            // request is dropped and the client's own retry comes later.
+            if tracker.len() >= max.saturating_mul(2) {
+                tracing::warn!(%peer, "TFTP busy ({} transfers): request dropped", tracker.len());
+                continue;
+            }
+            if !shared
+                .active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(peer)
+            {
+                tracing::debug!(%peer, "repeated request for a running transfer: ignored");
+                continue;
+            }
+            let shared = shared.clone();
+            let slots = slots.clone();
+            let cancel = shutdown.child_token();
+            tracker.spawn(async move {
+                let _active = ActiveGuard {
+                    shared: shared.clone(),
+                    peer,
+                };
+                let Ok(_permit) = slots.acquire_owned().await else {
+                    return;
+                };
+                let (req, write) = req;
+                if let Err(e) = run_transfer(&shared, peer, req, write, &cancel).await {
+                    tracing::warn!(%peer, "TFTP transfer: {e}");
+                }
+            });
+        }
+        tracker.close();
+        if tokio::time::timeout(crate::SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("TFTP: transfers still running at shutdown");
+        }
         Ok(())
     }
+}
+
+/// Removes a peer from the active set when its task ends, however it ends.
+struct ActiveGuard {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.shared
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.peer);
+    }
+}
+
+/// How long the HTTP root's server may take to answer, or to send each
+/// part of a body: the client's patience, `timeout` x (`retries` + 1),
+/// capped at 30 s.
+fn http_timeout(t: &crate::config::TftpConfig) -> Duration {
+    (t.timeout * (t.retries + 1)).min(Duration::from_secs(30))
+}
+
+/// A fresh socket for one transfer, on the address the request came to
+/// when the listener has one (replies come from where the client sent).
+fn transfer_socket(local_ip: IpAddr) -> io::Result<UdpSocket> {
+    let s = std::net::UdpSocket::bind(SocketAddr::new(local_ip, 0))?;
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s)
+}
+
+async fn run_transfer(
+    shared: &Shared,
+    peer: SocketAddr,
+    req: Request,
+    write: bool,
+    cancel: &CancellationToken,
+) -> io::Result<()> {
+    use tracing::Instrument;
+    let span = tracing::info_span!("tftp", %peer, file = %req.filename);
+    transfer_in_span(shared, peer, req, write, cancel)
+        .instrument(span)
+        .await
+}
+
+async fn transfer_in_span(
+    shared: &Shared,
+    peer: SocketAddr,
+    req: Request,
+    write: bool,
+    cancel: &CancellationToken,
+) -> io::Result<()> {
+    let sock = transfer_socket(shared.local_ip)?;
+    let link = Link {
+        sock: &sock,
+        peer,
+        retries: shared.config.tftp.retries,
+        cancel,
+    };
+    if write {
+        return run_upload(shared, &link, &req).await;
+    }
+    let started = Instant::now();
+    let src = match open(shared, peer, &req.filename).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(code = e.code, "RRQ refused: {}", e.message);
+            link.send_error(&e).await;
+            return Ok(());
+        }
+    };
+    let end = match req.mode {
+        Mode::Octet => {
+            let mut src = src;
+            let neg = match negotiate(&link, &req, &shared.config, src.size(), false).await {
+                Some(n) => n,
+                None => return Ok(()),
+            };
+            log_start(&req, &neg);
+            transfer::send_file(&link, &mut src, &neg).await?
+        }
+        Mode::Netascii => {
+            let mut src = NetasciiOut::new(src);
+            let neg = match negotiate(&link, &req, &shared.config, src.size(), false).await {
+                Some(n) => n,
+                None => return Ok(()),
+            };
+            log_start(&req, &neg);
+            transfer::send_file(&link, &mut src, &neg).await?
+        }
+    };
+    log_end(&end, started.elapsed(), "sent");
+    Ok(())
+}
+
+fn log_start(req: &Request, neg: &Negotiated) {
+    tracing::debug!(
+        mode = req.mode.as_str(),
+        blksize = neg.blksize,
+        windowsize = neg.window,
+        "RRQ: sending"
+    );
+}
+
+fn log_end(end: &End, took: Duration, verb: &str) {
+    let secs = took.as_secs_f64();
+    match end {
+        End::Done { bytes } => {
+            let rate = if secs > 0.0 {
+                *bytes as f64 / secs / 1e6
+            } else {
+                0.0
+            };
+            tracing::info!(
+                bytes,
+                secs = format!("{secs:.3}"),
+                "{verb} {bytes} bytes in {secs:.3} s ({rate:.1} MB/s)"
+            );
+        }
+        // EDK2 aborts after reading tsize from the OACK: normal, quiet.
+        End::ClientError { code, message } if *code == code::OPTION_REFUSED => {
+            tracing::debug!(code, "client ended the transfer after the OACK: {message}")
+        }
+        End::ClientError { code, message } => {
+            tracing::info!(code, "client aborted: {message}")
+        }
+        End::TimedOut => tracing::warn!("no answer from the client: transfer abandoned"),
+        End::Cancelled => tracing::info!("transfer stopped: server shutting down"),
+        End::SourceFailed(e) => tracing::warn!("transfer failed: {e}"),
+        End::Refused(e) => tracing::info!("transfer refused: {}", e.message),
+    }
+}
+
+async fn negotiate(
+    link: &Link<'_>,
+    req: &Request,
+    config: &Config,
+    size: Option<u64>,
+    write: bool,
+) -> Option<Negotiated> {
+    match transfer::negotiate(req, &config.tftp, size, write) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            link.send_error(&e).await;
+            None
+        }
+    }
+}
+
+/// Filters, then the source: the requested name as the root serves it.
+async fn open(shared: &Shared, peer: SocketAddr, name: &str) -> Result<AnySource, TftpError> {
+    let client_file = match (&shared.client_files, peer.ip()) {
+        (Some(f), IpAddr::V4(ip)) if !shared.filters.is_empty() => f(ip),
+        _ => None,
+    };
+    let vars = Vars {
+        client_file: client_file.as_deref(),
+    };
+    let target = shared.filters.apply(name, &vars);
+    if !matches!(&target, Target::Name(n) if n == name) {
+        tracing::debug!("filtered: {name} -> {target:?}");
+    }
+    match target {
+        Target::Name(n) => open_name(shared, &n).await,
+        Target::Text(t) => Ok(AnySource::Text(TextFile::new(t.into_bytes()))),
+        Target::Indirect(p) => {
+            let mut src = open_name(shared, &p).await?;
+            let mut content = vec![0u8; MAX_INDIRECT];
+            let mut got = 0;
+            while got < content.len() {
+                match src.read(&mut content[got..]).await {
+                    Ok(0) => break,
+                    Ok(k) => got += k,
+                    Err(_) => return Err(TftpError::not_found()),
+                }
+            }
+            let real = filters::name_from_indirect(&content[..got]).ok_or_else(|| {
+                tracing::warn!("filter file {p} names no file");
+                TftpError::not_found()
+            })?;
+            tracing::debug!("filter file {p} -> {real}");
+            open_name(shared, &real).await
+        }
+    }
+}
+
+async fn open_name(shared: &Shared, name: &str) -> Result<AnySource, TftpError> {
+    match &shared.served {
+        Served::Local(root) => root.open(name).map(AnySource::Local),
+        Served::Http(root) => root.open(name).await.map(|f| AnySource::Http(Box::new(f))),
+    }
+}
+
+/// A WRQ: refused unless `upload_dir` is set; then a new file (never an
+/// existing one) under it, at most `upload_max` bytes; partial files are
+/// removed.
+async fn run_upload(shared: &Shared, link: &Link<'_>, req: &Request) -> io::Result<()> {
+    let Some(dir) = &shared.upload_dir else {
+        tracing::info!("WRQ refused: uploads are off (no upload_dir)");
+        link.send_error(&TftpError::new(
+            code::ACCESS_VIOLATION,
+            "Uploads are disabled",
+        ))
+        .await;
+        return Ok(());
+    };
+    let (path, file) = match create_upload(dir, &req.filename) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::info!(code = e.code, "WRQ refused: {}", e.message);
+            link.send_error(&e).await;
+            return Ok(());
+        }
+    };
+    let started = Instant::now();
+    let neg = match negotiate(link, req, &shared.config, None, true).await {
+        Some(n) => n,
+        None => {
+            let _ = std::fs::remove_file(&path);
+            return Ok(());
+        }
+    };
+    let mut sink = FileSink {
+        file: io::BufWriter::new(file),
+        netascii: (req.mode == Mode::Netascii).then(source::NetasciiIn::default),
+        scratch: Vec::new(),
+    };
+    let end = transfer::receive_file(link, &mut sink, &neg, shared.config.tftp.upload_max).await;
+    let flushed = io::Write::flush(&mut sink.file);
+    match (&end, flushed) {
+        (Ok(End::Done { .. }), Ok(())) => {
+            tracing::info!(path = %path.display(), "upload stored");
+        }
+        _ => {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    if let Ok(e) = &end {
+        log_end(e, started.elapsed(), "received");
+    }
+    end.map(|_| ())
+}
+
+struct FileSink {
+    file: io::BufWriter<std::fs::File>,
+    netascii: Option<source::NetasciiIn>,
+    scratch: Vec<u8>,
+}
+
+impl transfer::Sink for FileSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        match &mut self.netascii {
+            None => self.file.write_all(data),
+            Some(n) => {
+                self.scratch.clear();
+                n.convert(data, &mut self.scratch);
+                self.file.write_all(&self.scratch)
+            }
+        }
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        use std::io::Write;
+        self.file.flush()?;
+        self.file.get_ref().sync_data()
+    }
+}
+
+/// Creates the upload's file: same name rules as reads, the parent must
+/// already exist inside `dir`, and an existing name is ERROR 6.
+fn create_upload(dir: &std::path::Path, name: &str) -> Result<(PathBuf, std::fs::File), TftpError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let parts = source::components(name)?;
+    let (file_name, parents) = parts.split_last().ok_or_else(TftpError::access)?;
+    let mut parent = dir.to_path_buf();
+    for p in parents {
+        parent.push(p);
+    }
+    let parent = parent.canonicalize().map_err(|_| TftpError::access())?;
+    if !parent.starts_with(dir) {
+        return Err(TftpError::access());
+    }
+    let path = parent.join(file_name);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o644)
+        .open(&path)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => {
+                TftpError::new(code::FILE_EXISTS, "File already exists")
+            }
+            _ => TftpError::access(),
+        })?;
+    Ok((path, file))
 }

@@ -1,0 +1,522 @@
+//! One transfer on its own socket: option negotiation (pure), the RRQ send
+//! loop (lock-step or RFC 7440 windows, rollover, bounded retransmission,
+//! no Sorcerer's Apprentice) and the WRQ receive loop.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::TftpConfig;
+use crate::tftp::source::{Source, TftpError};
+use crate::wire::tftp::{self as wire, code, Packet, Request};
+
+/// A window never holds more than this many bytes of data (memory bound
+/// per transfer, whatever blksize x windowsize a client asks for).
+pub const MAX_WINDOW_BYTES: usize = 4 << 20;
+
+/// What was agreed for one transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Negotiated {
+    pub blksize: usize,
+    pub window: usize,
+    pub timeout: Duration,
+    /// The OACK's options in the order asked; empty = no OACK (RFC 1350).
+    pub oack: Vec<(String, String)>,
+}
+
+/// RFC 2347/2348/2349/7440 negotiation. Unknown or invalid options are
+/// left out of the OACK (ignored), never an error; `size` is the file's
+/// size for `tsize` (RRQ), `None` when unknown (then `tsize` is left out).
+/// For a WRQ, `tsize` is the upload's size and one above `upload_max` is
+/// refused; windowsize is not granted for uploads.
+pub fn negotiate(
+    req: &Request,
+    cfg: &TftpConfig,
+    size: Option<u64>,
+    write: bool,
+) -> Result<Negotiated, TftpError> {
+    let mut n = Negotiated {
+        // Without a blksize option: RFC 1350's 512, or the configured
+        // `blocksize` (upstream's meaning of the key).
+        blksize: cfg.blocksize as usize,
+        window: 1,
+        timeout: cfg.timeout,
+        oack: Vec::new(),
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    for (k, v) in &req.options {
+        if seen.contains(&k.as_str()) {
+            continue;
+        }
+        seen.push(k);
+        let num = v.trim().parse::<u64>().ok();
+        match (k.as_str(), num) {
+            ("blksize", Some(b)) if b >= wire::MIN_BLKSIZE as u64 => {
+                let b = b
+                    .min(wire::MAX_BLKSIZE as u64)
+                    .min(cfg.max_blocksize as u64);
+                n.blksize = b as usize;
+                n.oack.push((k.clone(), b.to_string()));
+            }
+            ("tsize", Some(t)) => {
+                if write {
+                    if t > cfg.upload_max {
+                        return Err(TftpError::new(code::DISK_FULL, "File too large"));
+                    }
+                    n.oack.push((k.clone(), t.to_string()));
+                } else if let Some(s) = size {
+                    n.oack.push((k.clone(), s.to_string()));
+                }
+            }
+            ("timeout", Some(t)) if (1..=255).contains(&t) => {
+                n.timeout = Duration::from_secs(t);
+                n.oack.push((k.clone(), t.to_string()));
+            }
+            ("windowsize", Some(w)) if !write && (1..=65535).contains(&w) => {
+                let w = w.min(cfg.max_windowsize as u64) as usize;
+                n.window = w;
+                n.oack.push((k.clone(), w.to_string()));
+            }
+            _ => {}
+        }
+    }
+    // Bound the window's memory; the OACK carries the reduced value.
+    let cap = (MAX_WINDOW_BYTES / n.blksize).max(1);
+    if n.window > cap {
+        n.window = cap;
+        for (k, v) in n.oack.iter_mut() {
+            if k == "windowsize" {
+                *v = cap.to_string();
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// How a transfer ended.
+#[derive(Debug)]
+pub enum End {
+    /// Every block acknowledged (or, for uploads, received).
+    Done { bytes: u64 },
+    /// The client sent an ERROR (EDK2's code 8 after a size probe is the
+    /// common, normal one).
+    ClientError { code: u16, message: String },
+    /// No answer after every retransmission.
+    TimedOut,
+    /// The server is stopping.
+    Cancelled,
+    /// Reading the source (or writing an upload) failed; an ERROR went out.
+    SourceFailed(io::Error),
+    /// The upload broke a rule (size cap); an ERROR went out.
+    Refused(TftpError),
+}
+
+/// One transfer's socket and peer. Packets from anyone else get ERROR 5.
+pub struct Link<'a> {
+    pub sock: &'a UdpSocket,
+    pub peer: SocketAddr,
+    pub retries: u32,
+    pub cancel: &'a CancellationToken,
+}
+
+/// What a wait for the peer returned.
+enum Heard {
+    /// A packet from the peer, `len` bytes at the start of the buffer.
+    Packet(usize),
+    Timeout,
+}
+
+impl Link<'_> {
+    pub async fn send_error(&self, e: &TftpError) {
+        let _ = self
+            .sock
+            .send_to(&wire::error_bytes(e.code, &e.message), self.peer)
+            .await;
+    }
+
+    /// Receives the next packet from the peer before `deadline`, answering
+    /// strangers with ERROR 5 (RFC 1350: unknown transfer ID).
+    async fn hear(&self, buf: &mut [u8], deadline: tokio::time::Instant) -> io::Result<Heard> {
+        loop {
+            let (n, from) = match tokio::time::timeout_at(deadline, self.sock.recv_from(buf)).await
+            {
+                Err(_) => return Ok(Heard::Timeout),
+                Ok(Err(e)) if is_transient(&e) => continue,
+                Ok(r) => r?,
+            };
+            if from == self.peer {
+                return Ok(Heard::Packet(n));
+            }
+            tracing::debug!(%from, peer = %self.peer, "packet from a stranger: ERROR 5");
+            let _ = self
+                .sock
+                .send_to(
+                    &wire::error_bytes(code::UNKNOWN_TID, "Unknown transfer ID"),
+                    from,
+                )
+                .await;
+        }
+    }
+}
+
+/// ICMP errors (port unreachable from an earlier send) surface on the next
+/// receive on Linux; they do not end a transfer by themselves.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::Interrupted
+    )
+}
+
+/// Sends `oack` and waits for its ACK 0. `Ok(None)`: go on with the data.
+async fn oack_handshake(
+    link: &Link<'_>,
+    oack: &[u8],
+    timeout: Duration,
+) -> io::Result<Option<End>> {
+    let mut rbuf = [0u8; 1024];
+    let mut tries = 0;
+    link.sock.send_to(oack, link.peer).await?;
+    let mut deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match link.hear(&mut rbuf, deadline).await? {
+            Heard::Timeout => {
+                if link.cancel.is_cancelled() {
+                    return Ok(Some(End::Cancelled));
+                }
+                tries += 1;
+                if tries > link.retries {
+                    return Ok(Some(End::TimedOut));
+                }
+                link.sock.send_to(oack, link.peer).await?;
+                deadline = tokio::time::Instant::now() + timeout;
+            }
+            Heard::Packet(n) => match Packet::parse(&rbuf[..n]) {
+                Ok(Packet::Ack { block: 0 }) => return Ok(None),
+                Ok(Packet::Error { code, message }) => {
+                    return Ok(Some(End::ClientError { code, message }))
+                }
+                // Anything else (a stray ACK, a DATA) is ignored.
+                _ => {}
+            },
+        }
+    }
+}
+
+/// Sends the file: OACK first when options were agreed, then windows of
+/// `neg.window` blocks. Block numbers wrap past 65535 to 0.
+pub async fn send_file<S: Source>(
+    link: &Link<'_>,
+    src: &mut S,
+    neg: &Negotiated,
+) -> io::Result<End> {
+    if !neg.oack.is_empty() {
+        let mut o = Vec::with_capacity(64);
+        Packet::Oack {
+            options: neg.oack.clone(),
+        }
+        .emit(&mut o);
+        if let Some(end) = oack_handshake(link, &o, neg.timeout).await? {
+            return Ok(end);
+        }
+    }
+    let bs = neg.blksize;
+    let slot = bs + 4;
+    let window = neg.window;
+    // The window's packets, header and data, built in place: the only
+    // buffer of the transfer, allocated once.
+    let mut win = vec![0u8; window * slot];
+    let mut rbuf = [0u8; 1024];
+    // The first unacknowledged block; blocks base..base+nbuf are in `win`.
+    let mut base: u64 = 1;
+    let mut nbuf: usize = 0;
+    // The last block (shorter than blksize, maybe empty) once read.
+    let mut last: Option<(u64, usize)> = None;
+    let mut bytes: u64 = 0;
+    let mut tries = 0u32;
+    loop {
+        if link.cancel.is_cancelled() {
+            link.send_error(&TftpError::new(code::NOT_DEFINED, "Server shutting down"))
+                .await;
+            return Ok(End::Cancelled);
+        }
+        // Fill the window.
+        while nbuf < window && last.is_none() {
+            let at = nbuf * slot;
+            let data = &mut win[at + 4..at + slot];
+            let mut got = 0;
+            while got < bs {
+                match src.read(&mut data[got..]).await {
+                    Ok(0) => break,
+                    Ok(k) => got += k,
+                    Err(e) => {
+                        link.send_error(&TftpError::new(code::NOT_DEFINED, "Read error"))
+                            .await;
+                        return Ok(End::SourceFailed(e));
+                    }
+                }
+            }
+            let block = base + nbuf as u64;
+            wire::write_data_header(&mut win[at..at + 4], block as u16);
+            bytes += got as u64;
+            if got < bs {
+                last = Some((block, got));
+            }
+            nbuf += 1;
+        }
+        // Send it.
+        let len_of = |i: usize| match last {
+            Some((b, got)) if b == base + i as u64 => 4 + got,
+            _ => slot,
+        };
+        for i in 0..nbuf {
+            let at = i * slot;
+            link.sock
+                .send_to(&win[at..at + len_of(i)], link.peer)
+                .await?;
+        }
+        // Wait for an ACK that moves the window. Duplicates and old ACKs
+        // change nothing: only a timeout retransmits (no Sorcerer's
+        // Apprentice).
+        let deadline = tokio::time::Instant::now() + neg.timeout;
+        let advanced = loop {
+            match link.hear(&mut rbuf, deadline).await? {
+                Heard::Timeout => break 0,
+                Heard::Packet(n) => {
+                    if let Some(ack) = wire::parse_ack(&rbuf[..n]) {
+                        let rel = ack.wrapping_sub((base - 1) as u16) as usize;
+                        if rel >= 1 && rel <= nbuf {
+                            break rel;
+                        }
+                        continue;
+                    }
+                    if let Ok(Packet::Error { code, message }) = Packet::parse(&rbuf[..n]) {
+                        return Ok(End::ClientError { code, message });
+                    }
+                }
+            }
+        };
+        if advanced == 0 {
+            tries += 1;
+            if tries > link.retries {
+                return Ok(End::TimedOut);
+            }
+            continue;
+        }
+        tries = 0;
+        let acked = base - 1 + advanced as u64;
+        if last.is_some_and(|(b, _)| b == acked) {
+            return Ok(End::Done { bytes });
+        }
+        // Slide: keep the unacknowledged tail at the front.
+        win.copy_within(advanced * slot..nbuf * slot, 0);
+        nbuf -= advanced;
+        base = acked + 1;
+    }
+}
+
+/// Where an upload's bytes go.
+pub trait Sink {
+    fn write(&mut self, data: &[u8]) -> io::Result<()>;
+    /// Called before the last block's ACK: the bytes must be stored then.
+    fn finish(&mut self) -> io::Result<()>;
+}
+
+/// Receives an upload: ACK 0 (or the OACK), then DATA blocks in order, each
+/// ACKed; stops past `max` bytes with ERROR 3. After the last block it
+/// lingers one timeout to re-ACK a repeated last block (its ACK was lost).
+pub async fn receive_file<K: Sink>(
+    link: &Link<'_>,
+    sink: &mut K,
+    neg: &Negotiated,
+    max: u64,
+) -> io::Result<End> {
+    let mut last_sent = Vec::with_capacity(64);
+    if neg.oack.is_empty() {
+        Packet::Ack { block: 0 }.emit(&mut last_sent);
+    } else {
+        Packet::Oack {
+            options: neg.oack.clone(),
+        }
+        .emit(&mut last_sent);
+    }
+    let mut rbuf = vec![0u8; neg.blksize + 4 + 1];
+    let mut expect: u64 = 1;
+    let mut bytes: u64 = 0;
+    let mut tries = 0;
+    link.sock.send_to(&last_sent, link.peer).await?;
+    let mut deadline = tokio::time::Instant::now() + neg.timeout;
+    let mut done_at: Option<Instant> = None;
+    loop {
+        match link.hear(&mut rbuf, deadline).await? {
+            Heard::Timeout => {
+                if done_at.is_some() {
+                    return Ok(End::Done { bytes });
+                }
+                if link.cancel.is_cancelled() {
+                    return Ok(End::Cancelled);
+                }
+                tries += 1;
+                if tries > link.retries {
+                    return Ok(End::TimedOut);
+                }
+                link.sock.send_to(&last_sent, link.peer).await?;
+                deadline = tokio::time::Instant::now() + neg.timeout;
+            }
+            Heard::Packet(n) => match Packet::parse(&rbuf[..n]) {
+                Ok(Packet::Data { block, data }) => {
+                    if block == expect as u16 && done_at.is_none() {
+                        if data.len() > neg.blksize {
+                            let e = TftpError::new(code::ILLEGAL_OPERATION, "Block too large");
+                            link.send_error(&e).await;
+                            return Ok(End::Refused(e));
+                        }
+                        bytes += data.len() as u64;
+                        if bytes > max {
+                            let e = TftpError::new(code::DISK_FULL, "Upload too large");
+                            link.send_error(&e).await;
+                            return Ok(End::Refused(e));
+                        }
+                        if let Err(e) = sink.write(data) {
+                            link.send_error(&TftpError::new(code::DISK_FULL, "Write failed"))
+                                .await;
+                            return Ok(End::SourceFailed(e));
+                        }
+                        let short = data.len() < neg.blksize;
+                        if short {
+                            if let Err(e) = sink.finish() {
+                                link.send_error(&TftpError::new(code::DISK_FULL, "Write failed"))
+                                    .await;
+                                return Ok(End::SourceFailed(e));
+                            }
+                        }
+                        last_sent.clear();
+                        Packet::Ack { block }.emit(&mut last_sent);
+                        link.sock.send_to(&last_sent, link.peer).await?;
+                        expect += 1;
+                        tries = 0;
+                        deadline = tokio::time::Instant::now() + neg.timeout;
+                        if short {
+                            done_at = Some(Instant::now());
+                        }
+                    } else if block == (expect - 1) as u16 {
+                        // A repeat: our ACK was lost. ACK it again.
+                        link.sock.send_to(&last_sent, link.peer).await?;
+                    }
+                }
+                Ok(Packet::Error { code, message }) => {
+                    if done_at.is_some() {
+                        return Ok(End::Done { bytes });
+                    }
+                    return Ok(End::ClientError { code, message });
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::wire::tftp::Mode;
+    use std::path::Path;
+
+    fn cfg() -> TftpConfig {
+        Config::parse("[tftp]\nmax_windowsize = 32\n", Path::new("t.ini"))
+            .unwrap()
+            .tftp
+    }
+
+    fn req(opts: &[(&str, &str)]) -> Request {
+        Request {
+            filename: "f".into(),
+            mode: Mode::Octet,
+            options: opts
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn no_options_no_oack() {
+        let n = negotiate(&req(&[]), &cfg(), Some(10), false).unwrap();
+        assert_eq!(n.blksize, 512);
+        assert_eq!(n.window, 1);
+        assert!(n.oack.is_empty());
+    }
+
+    #[test]
+    fn edk2_probe_and_clamps() {
+        let r = req(&[
+            ("tsize", "0"),
+            ("blksize", "65464"),
+            ("windowsize", "64"),
+            ("timeout", "3"),
+            ("foo", "bar"),
+            ("blksize", "8"),
+        ]);
+        let n = negotiate(&r, &cfg(), Some(123), false).unwrap();
+        assert_eq!(n.blksize, 1468);
+        assert_eq!(n.window, 32);
+        assert_eq!(n.timeout, Duration::from_secs(3));
+        let o: Vec<(&str, &str)> = n
+            .oack
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            o,
+            [
+                ("tsize", "123"),
+                ("blksize", "1468"),
+                ("windowsize", "32"),
+                ("timeout", "3")
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_options_ignored() {
+        let r = req(&[
+            ("blksize", "7"),
+            ("timeout", "0"),
+            ("windowsize", "x"),
+            ("tsize", "0"),
+        ]);
+        let n = negotiate(&r, &cfg(), None, false).unwrap();
+        assert_eq!(n.blksize, 512);
+        assert!(n.oack.is_empty(), "{:?}", n.oack);
+    }
+
+    #[test]
+    fn upload_tsize_cap() {
+        let mut c = cfg();
+        c.upload_max = 100;
+        let r = req(&[("tsize", "101"), ("windowsize", "4")]);
+        assert_eq!(
+            negotiate(&r, &c, None, true).unwrap_err().code,
+            code::DISK_FULL
+        );
+        let r = req(&[("tsize", "100"), ("windowsize", "4")]);
+        let n = negotiate(&r, &c, None, true).unwrap();
+        assert_eq!(n.window, 1);
+        assert_eq!(n.oack, vec![("tsize".to_string(), "100".to_string())]);
+    }
+
+    #[test]
+    fn window_memory_capped() {
+        let mut c = cfg();
+        c.max_blocksize = 65464;
+        c.max_windowsize = 1024;
+        let r = req(&[("blksize", "65464"), ("windowsize", "1024")]);
+        let n = negotiate(&r, &c, None, false).unwrap();
+        assert!(n.window * n.blksize <= MAX_WINDOW_BYTES);
+        assert_eq!(n.oack[1].1, n.window.to_string());
+    }
+}

@@ -1,0 +1,402 @@
+//! TFTP server tests in-process on 127.0.0.1:0 (no root needed): sizes,
+//! options, loss, duplicates, rollover, traversal, strangers, concurrency,
+//! filters and uploads, each checked byte for byte.
+
+mod common;
+mod tftp_support;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use common::Scratch;
+use pybootd::wire::tftp::{Mode, Packet};
+use tftp_support::*;
+
+fn opt<'a>(got: &'a Got, k: &str) -> Option<&'a str> {
+    got.oack
+        .as_ref()?
+        .iter()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn size_classes_match_by_sha256() {
+    let root = Scratch::new("sizes");
+    for bs in [512usize, 1468] {
+        let srv = Server::start(&root.path, "");
+        for (i, size) in [0, bs - 1, bs, bs + 1, 3 * bs, 10 * bs + 7]
+            .into_iter()
+            .enumerate()
+        {
+            let name = format!("f{bs}_{i}");
+            let content = bytes(size, size as u64 + 1);
+            root.write(&name, &content);
+            let bss = bs.to_string();
+            let opts: Vec<(&str, &str)> = if bs == 512 {
+                vec![]
+            } else {
+                vec![("blksize", &bss), ("tsize", "0")]
+            };
+            let got = get(srv.addr, &name, &opts).unwrap();
+            assert_eq!(sha(&got.data), sha(&content), "size {size} blksize {bs}");
+            if bs != 512 {
+                assert_eq!(opt(&got, "tsize"), Some(size.to_string().as_str()));
+            } else {
+                assert!(got.oack.is_none(), "no options asked: no OACK");
+            }
+        }
+    }
+}
+
+#[test]
+fn rollover_past_65535_blocks() {
+    let root = Scratch::new("roll");
+    // Lock-step at blksize 8: 65536 + 3 blocks, cheap to move.
+    let small = bytes(8 * 65538 + 5, 7);
+    root.write("small", &small);
+    // A real one: > 32 MiB at 512 (windowed to keep the test quick).
+    let big = bytes(512 * 65536 + 300, 9);
+    root.write("big", &big);
+    let srv = Server::start(&root.path, "max_windowsize = 64\n");
+    let got = get(srv.addr, "small", &[("blksize", "8")]).unwrap();
+    assert_eq!(sha(&got.data), sha(&small));
+    let got = get(srv.addr, "big", &[("windowsize", "32"), ("tsize", "0")]).unwrap();
+    assert_eq!(sha(&got.data), sha(&big));
+    assert_eq!(opt(&got, "tsize"), Some(big.len().to_string().as_str()));
+}
+
+#[test]
+fn every_option() {
+    let root = Scratch::new("opts");
+    let content = bytes(200_000, 3);
+    root.write("f", &content);
+    let srv = Server::start(&root.path, "max_windowsize = 16\n");
+    // blksize above the max is clamped; windowsize too; timeout echoed;
+    // unknown options are not answered.
+    let got = get(
+        srv.addr,
+        "f",
+        &[
+            ("blksize", "65464"),
+            ("tsize", "0"),
+            ("timeout", "3"),
+            ("windowsize", "64"),
+            ("multicast", ""),
+            ("foo", "1"),
+        ],
+    );
+    let got = got.unwrap();
+    assert_eq!(sha(&got.data), sha(&content));
+    assert_eq!(opt(&got, "blksize"), Some("1468"));
+    assert_eq!(got.first_block_len, Some(1468));
+    assert_eq!(opt(&got, "tsize"), Some("200000"));
+    assert_eq!(opt(&got, "timeout"), Some("3"));
+    assert_eq!(opt(&got, "windowsize"), Some("16"));
+    assert_eq!(opt(&got, "foo"), None);
+
+    // The maximum is configurable: the largest block on loopback.
+    drop(srv);
+    let srv = Server::start(&root.path, "max_blocksize = 65464\n");
+    let got = get(srv.addr, "f", &[("blksize", "65464")]).unwrap();
+    assert_eq!(opt(&got, "blksize"), Some("65464"));
+    assert_eq!(got.first_block_len, Some(65464));
+    assert_eq!(sha(&got.data), sha(&content));
+
+    // Netascii: LF -> CR LF on the wire, no tsize (size unknown).
+    root.write("t.txt", b"a\nb\r\n");
+    let got = get_with(
+        srv.addr,
+        "t.txt",
+        Mode::Netascii,
+        &[("tsize", "0")],
+        &Hooks::default(),
+    )
+    .unwrap();
+    assert_eq!(got.data, b"a\r\nb\r\0\r\n");
+    assert!(got.oack.is_none());
+}
+
+#[test]
+fn edk2_size_probe_then_transfer() {
+    let root = Scratch::new("edk2");
+    let content = bytes(100_000, 5);
+    root.write("grubnetx64.efi", &content);
+    let srv = Server::start(&root.path, "");
+    let hooks = Hooks {
+        abort_after_oack: true,
+        ..Hooks::default()
+    };
+    let probe = get_with(
+        srv.addr,
+        "grubnetx64.efi",
+        Mode::Octet,
+        &[("tsize", "0"), ("blksize", "1468"), ("windowsize", "4")],
+        &hooks,
+    )
+    .unwrap();
+    assert_eq!(opt(&probe, "tsize"), Some("100000"));
+    assert_eq!(opt(&probe, "windowsize"), Some("4"));
+    let got = get(
+        srv.addr,
+        "grubnetx64.efi",
+        &[("blksize", "1468"), ("windowsize", "4")],
+    )
+    .unwrap();
+    assert_eq!(sha(&got.data), sha(&content));
+}
+
+#[test]
+fn lost_ack_is_retransmitted_and_duplicate_acks_send_nothing_twice() {
+    let root = Scratch::new("loss");
+    let content = bytes(50_000, 11);
+    root.write("f", &content);
+    let srv = Server::start(&root.path, "timeout = 0.2\n");
+    // The ACK of block 5 is lost: the server resends block 6 after its
+    // timeout (the client sees a repeat).
+    let hooks = Hooks {
+        drop_ack: Some(5),
+        ..Hooks::default()
+    };
+    let got = get_with(srv.addr, "f", Mode::Octet, &[], &hooks).unwrap();
+    assert_eq!(sha(&got.data), sha(&content));
+    assert!(got.repeats >= 1, "a retransmission was expected");
+
+    // Every ACK twice: no window is sent twice (Sorcerer's Apprentice).
+    for w in ["1", "4"] {
+        let hooks = Hooks {
+            dup_acks: true,
+            ..Hooks::default()
+        };
+        let got = get_with(srv.addr, "f", Mode::Octet, &[("windowsize", w)], &hooks).unwrap();
+        assert_eq!(sha(&got.data), sha(&content));
+        assert_eq!(got.repeats, 0, "windowsize {w}: repeated DATA");
+    }
+}
+
+#[test]
+fn traversal_refused_without_a_byte() {
+    let root = Scratch::new("trav");
+    let outside = Scratch::new("outside");
+    outside.write("secret", b"secret");
+    root.write("a/inside", b"inside");
+    std::os::unix::fs::symlink(outside.path.join("secret"), root.path.join("link")).unwrap();
+    std::os::unix::fs::symlink(&outside.path, root.path.join("dirlink")).unwrap();
+    std::os::unix::fs::symlink("a/inside", root.path.join("goodlink")).unwrap();
+    let srv = Server::start(&root.path, "");
+    for name in [
+        "../x",
+        "a/../../x",
+        "a/..",
+        "link",
+        "dirlink/secret",
+        "../outside/secret",
+    ] {
+        match get(srv.addr, name, &[]) {
+            Err(Fail::Error(code, _)) => assert!(code == 2 || code == 1, "{name}: code {code}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    for name in ["../x", "a/../../x", "link", "dirlink/secret"] {
+        assert!(
+            matches!(get(srv.addr, name, &[]), Err(Fail::Error(2, _))),
+            "{name} must be an access violation"
+        );
+    }
+    // Links that stay inside, and root-anchored names, work.
+    assert_eq!(get(srv.addr, "goodlink", &[]).unwrap().data, b"inside");
+    assert_eq!(get(srv.addr, "/a/inside", &[]).unwrap().data, b"inside");
+    // /etc/passwd is never the host's: missing under the root -> ERROR 1.
+    assert!(matches!(
+        get(srv.addr, "/etc/passwd", &[]),
+        Err(Fail::Error(1, _))
+    ));
+    root.write("etc/passwd", b"root's own");
+    assert_eq!(
+        get(srv.addr, "/etc/passwd", &[]).unwrap().data,
+        b"root's own"
+    );
+    assert!(matches!(
+        get(srv.addr, "missing", &[]),
+        Err(Fail::Error(1, _))
+    ));
+    assert!(matches!(get(srv.addr, "a", &[]), Err(Fail::Error(1, _))));
+}
+
+#[test]
+fn fifty_concurrent_transfers() {
+    let root = Scratch::new("conc");
+    let files: Vec<Vec<u8>> = (0..5)
+        .map(|i| bytes(300_000 + i * 1001, i as u64 + 20))
+        .collect();
+    for (i, f) in files.iter().enumerate() {
+        root.write(&format!("f{i}"), f);
+    }
+    let srv = Server::start(&root.path, "max_transfers = 20\n");
+    let addr = srv.addr;
+    let handles: Vec<_> = (0..50)
+        .map(|i| {
+            let want = sha(&files[i % 5]);
+            std::thread::spawn(move || {
+                let bs = ["512", "1024", "1468"][i % 3];
+                let w = ["1", "8"][i % 2];
+                let got = get(
+                    addr,
+                    &format!("f{}", i % 5),
+                    &[("blksize", bs), ("windowsize", w)],
+                )
+                .unwrap_or_else(|e| panic!("client {i}: {e:?}"));
+                assert_eq!(sha(&got.data), want, "client {i}");
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn stranger_gets_error_5_and_transfer_goes_on() {
+    let root = Scratch::new("tid");
+    let content = bytes(20_000, 13);
+    root.write("f", &content);
+    let srv = Server::start(&root.path, "");
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    client.send_to(b"\x00\x01f\x00octet\x00", srv.addr).unwrap();
+    let mut buf = [0u8; 1024];
+    let (n, tid) = client.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..4], &[0, 3, 0, 1]);
+    let mut data = buf[4..n].to_vec();
+    let first_len = n;
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    stranger.send_to(&[0, 4, 0, 1], tid).unwrap();
+    let (n, from) = stranger.recv_from(&mut buf).unwrap();
+    assert_eq!(from, tid);
+    assert!(matches!(
+        Packet::parse(&buf[..n]),
+        Ok(Packet::Error { code: 5, .. })
+    ));
+    // The real client finishes.
+    let mut block = 1u16;
+    let mut last_len = first_len - 4;
+    loop {
+        client
+            .send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
+            .unwrap();
+        if last_len < 512 {
+            break;
+        }
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        block += 1;
+        assert_eq!(&buf[..4], &[0, 3, (block >> 8) as u8, block as u8]);
+        data.extend_from_slice(&buf[4..n]);
+        last_len = n - 4;
+    }
+    assert_eq!(sha(&data), sha(&content));
+}
+
+#[test]
+fn filters_name_indirect_text() {
+    let root = Scratch::new("filt");
+    root.write("pxe.cfg", b"DEFAULT linux\n");
+    root.write("dir/startup.cfg", b"\n  real/kernel \n");
+    root.write("real/kernel", b"KERNEL");
+    let ini = "[filters]\n\
+               pxelinux.cfg/* = pxe.cfg\n\
+               startup = [dir/{filename}.cfg]\n\
+               menu.txt = <hello {filename}\\nbye>\n\
+               boot = {client_file}\n\
+               *.alias = /real/kernel\n";
+    let srv = Server::start(&root.path, ini);
+    assert_eq!(
+        get(srv.addr, "pxelinux.cfg/01-52-54-00-e2-e0-01", &[])
+            .unwrap()
+            .data,
+        b"DEFAULT linux\n"
+    );
+    assert_eq!(get(srv.addr, "./startup", &[]).unwrap().data, b"KERNEL");
+    let got = get(srv.addr, "menu.txt", &[("tsize", "0")]).unwrap();
+    assert_eq!(got.data, b"hello menu.txt\nbye");
+    assert_eq!(opt(&got, "tsize"), Some("18"));
+    assert_eq!(get(srv.addr, "x.alias", &[]).unwrap().data, b"KERNEL");
+    // No HTTP ACL file known: the {client_file} rule is skipped.
+    assert!(matches!(get(srv.addr, "boot", &[]), Err(Fail::Error(1, _))));
+}
+
+#[test]
+fn uploads_off_by_default_then_capped_and_never_overwriting() {
+    let root = Scratch::new("wrq");
+    let srv = Server::start(&root.path, "");
+    assert!(matches!(
+        put(srv.addr, "x", b"data", &[]),
+        Err(Fail::Error(2, _))
+    ));
+    assert!(!root.path.join("x").exists());
+    drop(srv);
+    let up = Scratch::new("updir");
+    let srv = Server::start(
+        &root.path,
+        &format!("upload_dir = {}\nupload_max = 100000\n", up.path.display()),
+    );
+    let content = bytes(70_000, 17);
+    put(srv.addr, "u.bin", &content, &[("blksize", "1468")]).unwrap();
+    assert_eq!(
+        sha(&std::fs::read(up.path.join("u.bin")).unwrap()),
+        sha(&content)
+    );
+    assert!(matches!(
+        put(srv.addr, "u.bin", b"other", &[]),
+        Err(Fail::Error(6, _))
+    ));
+    assert_eq!(
+        sha(&std::fs::read(up.path.join("u.bin")).unwrap()),
+        sha(&content)
+    );
+    // Over the cap, announced (tsize) or not: refused, nothing left behind.
+    let big = bytes(100_001, 19);
+    assert!(matches!(
+        put(srv.addr, "big1", &big, &[("tsize", "100001")]),
+        Err(Fail::Error(3, _))
+    ));
+    assert!(matches!(
+        put(srv.addr, "big2", &big, &[]),
+        Err(Fail::Error(3, _))
+    ));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!up.path.join("big1").exists());
+    assert!(!up.path.join("big2").exists());
+    assert!(matches!(
+        put(srv.addr, "../esc", b"x", &[]),
+        Err(Fail::Error(2, _))
+    ));
+}
+
+#[test]
+fn malformed_requests_answered_not_fatal() {
+    let root = Scratch::new("bad");
+    root.write("f", b"ok");
+    let srv = Server::start(&root.path, "");
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    for bad in [
+        &b"\x00\x01f\x00mail\x00"[..],
+        b"\x00\x01f",
+        b"\x00\x09",
+        b"x",
+    ] {
+        s.send_to(bad, srv.addr).unwrap();
+        let mut buf = [0u8; 600];
+        let (n, _) = s.recv_from(&mut buf).unwrap();
+        assert!(matches!(
+            Packet::parse(&buf[..n]),
+            Ok(Packet::Error { code: 4, .. })
+        ));
+    }
+    assert_eq!(get(srv.addr, "f", &[]).unwrap().data, b"ok");
+}
