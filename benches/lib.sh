@@ -134,6 +134,10 @@ srv_stop() {
 
 srv_kill() {
   [ -n "$SRV_PID" ] || return 0
+  # Children of forking servers (tftpd-hpa transfers) go too; other
+  # processes of the namespace (the HTTP server of the http section) stay.
+  local kids
+  kids=$(pgrep -P "$SRV_PID" 2>/dev/null || true)
   kill -TERM "$SRV_PID" 2>/dev/null || true
   local i
   for i in $(seq 50); do
@@ -142,8 +146,7 @@ srv_kill() {
   done
   kill -KILL "$SRV_PID" 2>/dev/null || true
   wait "$SRV_PID" 2>/dev/null || true
-  # Children of forking servers (tftpd-hpa transfers) go too.
-  for p in $(ip netns pids "$NS_S" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+  for p in $kids; do kill -9 "$p" 2>/dev/null || true; done
   if [ -n "$SRV_SAMPLER" ]; then
     kill "$SRV_SAMPLER" 2>/dev/null || true
     wait "$SRV_SAMPLER" 2>/dev/null || true
