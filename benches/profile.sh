@@ -59,7 +59,7 @@ stop_traced() {
 
 echo "## Per-block cost, one $MIB MiB download"
 echo
-echo "| server | case | blocks | syscalls per block (strace -c -f) | top syscalls (calls) |"
+echo "| server | case | blocks | syscalls per block (strace -c -f) | top syscalls (calls per block) |"
 echo "| --- | --- | --- | --- | --- |"
 for srv in $SERVERS; do
   for c in "1468" "1468 16"; do
@@ -72,9 +72,9 @@ for srv in $SERVERS; do
     C "$TFTPLOAD" get --server "$SIP:69" --file big.bin --blksize "$bs" ${ws:+--windowsize "$ws"} \
       --sha256 "$SHA" --timeout-ms 3000 --deadline-s 300 >"$OUT/logs/get-$srv-$bs-${ws:-1}.json"
     stop_traced
-    total=$(awk '$NF=="total"{print $3}' "$st")
-    top=$(awk 'NR>2 && $1 ~ /^[0-9.]+$/ && $NF!="total" {print $4, $NF}' "$st" | sort -rn | head -5 |
-      awk '{printf "%s%s %s", (NR>1?", ":""), $2, $1}')
+    total=$(awk '$NF=="total"{print $4}' "$st")
+    top=$(awk 'NR>2 && $1 ~ /^[0-9.]+$/ && $NF!="total" {print $4, $NF}' "$st" | sort -rn | head -6 |
+      awk -v b="$blocks" '{printf "%s%s %.2f", (NR>1?", ":""), $2, $1/b}' || true)
     echo "| $srv | blksize $bs${ws:+, windowsize $ws} | $blocks | $(awk -v t="$total" -v b="$blocks" 'BEGIN{printf "%.2f", t/b}') | $top |"
   done
 done
@@ -94,11 +94,12 @@ if [ "$CALLGRIND" = 1 ] && [[ " $SERVERS " == *" pybootd "* ]]; then
       --sha256 "$SHA" --timeout-ms 5000 --deadline-s 600 >"$OUT/logs/cg-get-$bs-${ws:-1}.json"
     stop_traced
     # Idle start-up and shutdown are in the total too (a small share at 8 MiB).
-    ir=$(callgrind_annotate "$cg" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1; exit}')
+    ir=$(callgrind_annotate "$cg" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1; exit}' || true)
     echo "### blksize $bs${ws:+, windowsize $ws}: $(awk -v i="$ir" -v b="$blocks" 'BEGIN{printf "%.0f", i/b}') instructions per block ($ir in all, $blocks blocks)"
     echo
     echo '```'
-    callgrind_annotate --inclusive=no "$cg" 2>/dev/null | awk '/^-+$/{n++} n>=3' | grep -v '^-' | sed '/^$/d' | head -25
+    { callgrind_annotate "$cg" 2>/dev/null | awk '/^-+$/{n++} n>=5' | grep -v '^-' | sed '/^$/d' |
+      sed -E 's|/root/.cargo/registry/src/[^/]+/||; s|/rustc/[0-9a-f]+/||; s| \[[^]]*\]$||' | head -25; } || true
     echo '```'
     echo
   done
