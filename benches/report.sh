@@ -52,7 +52,7 @@ target() {
 }
 
 versions() {
-  echo "- pybootd: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty'), \`cargo build --release\`"
+  echo "- pybootd: commit ${PYBOOTD_REV:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)}, \`cargo build --release\`"
   echo "- dnsmasq: $(dnsmasq --version 2>/dev/null | head -1 | awk '{print $3}'); tftpd-hpa: $(dpkg-query -W -f '${Version}' tftpd-hpa 2>/dev/null);" \
     "atftpd: $(dpkg-deb -f "$(ls "$ATFTPD_DIR"/atftpd_*.deb 2>/dev/null | head -1)" Version 2>/dev/null);" \
     "Kea: $(kea-dhcp4 -v 2>/dev/null | head -1); perfdhcp: kea-admin $(dpkg-query -W -f '${Version}' kea-admin 2>/dev/null);" \

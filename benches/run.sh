@@ -97,7 +97,8 @@ mkdir -p "$OUT/logs"
 : >"$OUT/results.tsv"
 : >"$OUT/errors"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-declare -p SMOKE RUNS BIG STORM_SIZE SMALL STORMS STORM_DEADLINE SERVERS SECTIONS LOAD_START >"$OUT/meta.sh"
+PYBOOTD_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo '+dirty')"
+declare -p SMOKE RUNS BIG STORM_SIZE SMALL STORMS STORM_DEADLINE SERVERS SECTIONS LOAD_START PYBOOTD_REV >"$OUT/meta.sh"
 # Served files live where every server's user can read them.
 DATA=$(mktemp -d /tmp/pybootd-bench.XXXXXX)
 chmod 755 "$DATA"
