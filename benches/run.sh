@@ -63,7 +63,7 @@ else
   RUNS=${RUNS:-3}
   BIG=$((64 << 20)) STORM_SIZE=$((24 << 20)) SMALL=$((8 << 20))
   STORMS="50 200" STORM_DEADLINE=120 SINGLE_DEADLINE=120
-  PING_S=2 IPERF_S=3 DHCP_PERIOD=3 DHCP_PROBES=5 DHCP_SMOKE_RATE=0 DHCP_SYNC_N=1000
+  PING_S=2 IPERF_S=3 DHCP_PERIOD=3 DHCP_PROBES=6 DHCP_SMOKE_RATE=0 DHCP_SYNC_N=1000
 fi
 [ -n "${O_BIG:-}" ] && BIG=$((O_BIG << 20))
 [ -n "${O_STORM:-}" ] && STORM_SIZE=$((O_STORM << 20))
@@ -255,12 +255,19 @@ run_storm() {
 # dhcp_probe SERVER RATE: a fresh server (empty lease file), perfdhcp at
 # RATE DORA/s for DHCP_PERIOD seconds (RATE 0: as fast as it can); sets
 # P_ACKS (ACKs/s achieved) and P_LOSS (% of DORAs without an ACK).
+# UDP datagrams dropped for a full receive buffer in namespace $1.
+rcvbuf_errors() {
+  ip netns exec "$1" cat /proc/net/snmp | awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "RcvbufErrors") c = i; h = 1 } else print $c }'
+}
+
 dhcp_probe() {
-  local srv=$1 rate=$2 out disc acks
+  local srv=$1 rate=$2 out disc acks s0 c0
   dhcp_start "$srv"
   local rflag=()
   [ "$rate" != 0 ] && rflag=(-r "$rate")
+  s0=$(rcvbuf_errors "$NS_S") c0=$(rcvbuf_errors "$NS_C")
   out=$(C perfdhcp -4 -g single "${rflag[@]}" -R 1000000 -p "$DHCP_PERIOD" -W 300000 -l "$CIP" "$SIP" 2>&1) || true
+  P_SDROP=$(( $(rcvbuf_errors "$NS_S") - s0 )) P_CDROP=$(( $(rcvbuf_errors "$NS_C") - c0 ))
   echo "$out" >"$OUT/logs/$SEQ-perfdhcp-$srv-$rate.log"
   srv_stop
   disc=$(awk '/Statistics for: DISCOVER-OFFER/{s=1} s&&/^sent packets:/{print $3; exit}' <<<"$out")
@@ -273,7 +280,7 @@ dhcp_probe() {
   fi
   P_ACKS=$(awk -v a="$acks" -v p="$DHCP_PERIOD" 'BEGIN{printf "%.0f", a/p}')
   P_LOSS=$(awk -v a="$acks" -v d="$disc" 'BEGIN{printf "%.2f", 100*(d-a)/d}')
-  log "dhcp $srv at ${rate}/s: $acks ACKs of $disc DISCOVERs ($P_ACKS/s, loss $P_LOSS %), $P_LEASES leases on disk"
+  log "dhcp $srv at ${rate}/s: $acks ACKs of $disc DISCOVERs ($P_ACKS/s, loss $P_LOSS %), $P_LEASES leases on disk; receive-buffer drops: server $P_SDROP, perfdhcp $P_CDROP"
 }
 
 # dhcp_syncs SERVER: fsync-family system calls per 100 ACKs, counted with
@@ -302,7 +309,7 @@ dhcp_syncs() {
 }
 
 run_dhcp() {
-  local run=$1 srv best r i ok sat
+  local run=$1 srv best good r i ok sat
   for srv in $DHCP_SERVERS; do
     [ "$run" = 1 ] && dhcp_syncs "$srv"
     {
@@ -320,18 +327,25 @@ run_dhcp() {
       dhcp_probe "$srv" 0
       sat=$P_ACKS
       rec dhcp "$srv" saturated "$run" dora_s "$sat"
-      best=0 r=$(( sat * 8 / 10 ))
-      [ "$r" -lt 50 ] && r=50
+      rec dhcp "$srv" saturated "$run" srv_rcvbuf_drops "$P_SDROP"
+      # Start at 80 % of the saturated rate (at least 200/s: a flood can
+      # collapse a server far below what it sustains); grow by 1.3x after a
+      # good probe, halve the gap to the last good rate after a bad one.
+      best=0 good=0 r=$(( sat * 8 / 10 ))
+      [ "$r" -lt 200 ] && r=200
       for i in $(seq "$DHCP_PROBES"); do
         dhcp_probe "$srv" "$r"
         ok=$(awk -v l="$P_LOSS" -v a="$P_ACKS" -v r="$r" 'BEGIN{print (l < 1 && a >= 0.9*r) ? 1 : 0}')
         if [ "$ok" = 1 ]; then
           [ "$P_ACKS" -gt "$best" ] && best=$P_ACKS && rec dhcp "$srv" sustained "$run" leases "$P_LEASES"
-          r=$(( r * 115 / 100 ))
+          good=$r
+          r=$(( r * 13 / 10 ))
+        elif [ "$good" -gt 0 ]; then
+          r=$(( (good + r) / 2 ))
         else
-          r=$(( r * 75 / 100 ))
+          r=$(( r * 6 / 10 ))
         fi
-        [ "$r" -lt 50 ] && break
+        [ "$r" -lt 20 ] && break
       done
       rec dhcp "$srv" sustained "$run" dora_s "$best"
     }
