@@ -114,8 +114,8 @@ report() {
     echo "p50/p99 are over the completed transfers; aggregate MB/s counts completed transfers' bytes"
     echo "up to the last completion, all-bytes MB/s every byte received (finished or not) up to the"
     echo "last transfer's end (its deadline if any failed); server CPU is user+system seconds of the whole"
-    echo "server process over the storm (reaped children included); peak RSS is VmHWM (for"
-    echo "tftpd-hpa, which forks per transfer, the peak of the process tree's summed PSS when larger)."
+    echo "server process over the storm (for tftpd-hpa, which forks per transfer, its children's as"
+    echo "sampled every 0.5 s); peak RSS is VmHWM (for tftpd-hpa the peak of the tree's summed PSS)."
     echo
     echo "## 3. DHCP: relayed DORA with perfdhcp (random MACs out of 1,000,000, durable leases)"
     echo
