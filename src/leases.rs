@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -435,6 +435,10 @@ impl LeaseTable {
 pub struct Journal {
     path: PathBuf,
     file: File,
+    /// Records written since the last compaction, and how many the
+    /// compacted copy held: past 4x (and 10,000), it is compacted again.
+    appended: usize,
+    compacted: usize,
 }
 
 impl Journal {
@@ -459,10 +463,11 @@ impl Journal {
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| err(e, "cannot create its directory"))?;
         let (mut read, mut skipped) = (0, 0);
-        match File::open(path) {
-            Ok(f) => {
-                for line in io::BufReader::new(f).lines() {
-                    let line = line.map_err(|e| err(e, "cannot read"))?;
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                // Bytes, not text: a crash may leave any garbage at the end.
+                for line in bytes.split(|b| *b == b'\n') {
+                    let line = String::from_utf8_lossy(line);
                     if line.trim().is_empty() {
                         continue;
                     }
@@ -476,38 +481,46 @@ impl Journal {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(err(e, "cannot open")),
+            Err(e) => return Err(err(e, "cannot read")),
         }
-        let tmp = path.with_extension("jsonl.tmp");
-        {
-            let mut f =
-                File::create(&tmp).map_err(|e| err(e, "cannot write the compacted copy"))?;
-            let mut text = String::new();
-            for r in table.snapshot(now) {
-                text.push_str(&r.to_json());
-                text.push('\n');
-            }
-            f.write_all(text.as_bytes())
-                .and_then(|_| f.sync_all())
-                .map_err(|e| err(e, "cannot write the compacted copy"))?;
-        }
-        std::fs::rename(&tmp, path)
-            .map_err(|e| err(e, "cannot replace with the compacted copy"))?;
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        let file = OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(|e| err(e, "cannot open for appending"))?;
+        let file = Journal::write_compacted(path, &table.snapshot(now))
+            .map_err(|e| err(e, "cannot write the compacted copy"))?;
+        let compacted = table.snapshot(now).len();
         Ok((
             Journal {
                 path: path.to_path_buf(),
                 file,
+                appended: 0,
+                compacted,
             },
             read,
             skipped,
         ))
+    }
+
+    /// Writes `records` to a temp file, fsyncs it, renames it over `path`,
+    /// fsyncs the directory, and opens the result for appending.
+    fn write_compacted(path: &Path, records: &[Record]) -> io::Result<File> {
+        let tmp = path.with_extension("jsonl.tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            let mut text = String::with_capacity(records.len() * 96);
+            for r in records {
+                text.push_str(&r.to_json());
+                text.push('\n');
+            }
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        OpenOptions::new().append(true).open(path)
     }
 
     pub fn path(&self) -> &Path {
@@ -523,7 +536,24 @@ impl Journal {
             text.push('\n');
         }
         self.file.write_all(text.as_bytes())?;
-        self.file.sync_data()
+        self.file.sync_data()?;
+        self.appended += lines.len();
+        Ok(())
+    }
+
+    /// Whether the file has grown enough to be worth compacting.
+    pub fn wants_compaction(&self) -> bool {
+        self.appended > 10_000 && self.appended > 4 * self.compacted
+    }
+
+    /// Replaces the file with `snapshot` (the live table, which includes
+    /// every record appended so far). Atomic: a crash leaves the old file
+    /// or the new one.
+    pub fn compact(&mut self, snapshot: &[Record]) -> io::Result<()> {
+        self.file = Journal::write_compacted(&self.path, snapshot)?;
+        self.appended = 0;
+        self.compacted = snapshot.len();
+        Ok(())
     }
 }
 
@@ -631,6 +661,33 @@ mod tests {
         assert_eq!(t2.owner(ip(10)), None);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2, "compacted: {text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn journal_compacts_at_run_time_when_it_grows() {
+        let dir = std::env::temp_dir().join(format!("pybootd-leases-rt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("l.jsonl");
+        let mut t = LeaseTable::new(ip(10), 5, &[], vec![]);
+        let (mut j, ..) = Journal::open(&path, &mut t, 0).unwrap();
+        // One client renewing over and over.
+        let mut lines = Vec::new();
+        for now in 0..10_001u64 {
+            lines.push(Record::Lease(t.bind(mac(1), ip(10), 100, now).unwrap()).to_json());
+        }
+        j.append_durable(&lines).unwrap();
+        assert!(j.wants_compaction());
+        j.compact(&t.snapshot(10_001)).unwrap();
+        assert!(!j.wants_compaction());
+        j.append_durable(&[Record::Lease(t.bind(mac(2), ip(11), 100, 5).unwrap()).to_json()])
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        let mut t2 = LeaseTable::new(ip(10), 5, &[], vec![]);
+        Journal::open(&path, &mut t2, 0).unwrap();
+        assert_eq!(t2.get(&mac(1)).unwrap().expires, 10_100);
+        assert_eq!(t2.get(&mac(2)).unwrap().ip, ip(11));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -4,9 +4,12 @@
 //! a default route out of another interface, so replies only arrive when
 //! 255.255.255.255 leaves through the served one. A `[mac]`-denied client
 //! gets nothing; two client namespaces on a bridge get distinct addresses;
-//! a relay (giaddr) gets its reply on port 67.
+//! a relay (giaddr) gets its reply on port 67; udhcpc's ARP check DECLINEs
+//! an address in use; iPXE's and EDK2's DISCOVER/REQUEST, broadcast from an
+//! interface with no address, get full PXE replies (option 13 included).
 
 mod common;
+mod dhcp_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -15,8 +18,12 @@ use std::time::{Duration, Instant};
 use common::{need_program, pybootd_bin, require_root, sh, Daemon, Lab, Netns, Scratch};
 
 fn ini(lab_net: u8, dir: &Scratch, extra: &str) -> PathBuf {
+    ini_with(lab_net, dir, extra, true)
+}
+
+fn ini_with(lab_net: u8, dir: &Scratch, extra: &str, simple: bool) -> PathBuf {
     let text = format!(
-        "[bootp]\npool_start = 10.{lab_net}.0.100\npool_count = 20\nallow_simple_dhcp = yes\n\
+        "[bootp]\npool_start = 10.{lab_net}.0.100\npool_count = 20\nallow_simple_dhcp = {simple}\n\
          lease_file = {}/leases.jsonl\n{extra}",
         dir.path.display()
     );
@@ -341,4 +348,148 @@ print("reply", hex(xid), socket.inet_ntoa(data[16:20]), socket.inet_ntoa(data[24
         String::from_utf8_lossy(&out.stderr)
     );
     d.wait_log("OFFER", Duration::from_secs(2));
+}
+
+#[test]
+fn udhcpc_declines_an_address_in_use_and_gets_the_next() {
+    if !require_root("udhcpc_declines_an_address_in_use_and_gets_the_next") {
+        return;
+    }
+    let lab = Lab::new(false);
+    // Someone already uses the first pool address: the server namespace
+    // answers ARP for it.
+    let taken = format!("10.{}.0.100", lab.net);
+    lab.server
+        .run(&["ip", "addr", "add", &format!("{taken}/32"), "dev", "srv0"]);
+    let dir = Scratch::new("dhcpns");
+    let ini = ini(lab.net, &dir, "");
+    let mut d = start(&lab.server, &ini, &dir, "1");
+    let (script, out) = udhcpc_script(&dir, "arp");
+    let _ = lab
+        .client
+        .cmd("timeout")
+        .args([
+            "30", "busybox", "udhcpc", "-i", "cli0", "-n", "-q", "-f", "-a", "-t", "6", "-T", "1",
+            "-s",
+        ])
+        .arg(&script)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let bound = text
+        .lines()
+        .find_map(|l| l.strip_prefix("bound "))
+        .unwrap_or_else(|| panic!("no lease: {text}\n{}", d.log_text()));
+    assert_ne!(bound, taken, "the declined address is skipped");
+    d.wait_log("is in use on the network", Duration::from_secs(2));
+    let journal = std::fs::read_to_string(dir.path.join("leases.jsonl")).unwrap();
+    assert!(
+        journal.contains(&format!("\"ip\":\"{taken}\",\"expires\""))
+            && journal.contains("declined"),
+        "{journal}"
+    );
+}
+
+/// Sends each hex datagram from 0.0.0.0:68 to 255.255.255.255:67 out of
+/// cli0 (no address, as firmware) and prints each reply as hex.
+const PXE_CLIENT: &str = r#"
+import binascii, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"cli0")
+s.bind(("0.0.0.0", 68))
+s.settimeout(5)
+for h in sys.argv[1:]:
+    s.sendto(binascii.unhexlify(h), ("255.255.255.255", 67))
+    data, addr = s.recvfrom(4096)
+    print(binascii.hexlify(data).decode(), flush=True)
+"#;
+
+#[test]
+fn ipxe_and_edk2_get_pxe_offers_and_acks_by_broadcast() {
+    use dhcp_support::{edk2_discover, ipxe_discover, selecting, UUID97};
+    use pybootd::wire::dhcp::{opt, Packet};
+    use std::net::Ipv4Addr;
+    if !require_root("ipxe_and_edk2_get_pxe_offers_and_acks_by_broadcast") {
+        return;
+    }
+    need_program("python3");
+    let lab = Lab::new(false);
+    decoy_default_route(&lab.server);
+    let dir = Scratch::new("dhcpns");
+    dir.write("root/pxelinux.0", &[0u8; 26_000]);
+    dir.write("root/efi/grubx64.efi", &[0u8; 1024]);
+    let extra = format!(
+        "[tftp]\nroot = {}/root\n[bootfile]\ndefault = pxelinux.0\n00007 = efi/grubx64.efi\n",
+        dir.path.display()
+    );
+    // PXE only: plain clients are not served.
+    let ini = ini_with(lab.net, &dir, &extra, false);
+    let mut d = start(&lab.server, &ini, &dir, "1");
+    let script = dir.write("pxe.py", PXE_CLIENT.as_bytes());
+    let server = Ipv4Addr::new(10, lab.net, 0, 1);
+    let hex = |p: &Packet| {
+        let mut b = Vec::new();
+        p.emit(&mut b);
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    };
+    for (n, (disc, file, blocks)) in [
+        (
+            ipxe_discover([0x52, 0x54, 0, 0xe2, 0xe0, 1], 0x1001),
+            "pxelinux.0",
+            51u16,
+        ),
+        (
+            edk2_discover([0x52, 0x54, 0, 0xe2, 0xe0, 2], 0x1002),
+            "efi/grubx64.efi",
+            2,
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ip = Ipv4Addr::new(10, lab.net, 0, 100 + n as u8);
+        let req = selecting(&disc, ip, server);
+        let out = lab
+            .client
+            .cmd("python3")
+            .arg(&script)
+            .arg(hex(&disc))
+            .arg(hex(&req))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let replies: Vec<Packet> = text
+            .lines()
+            .map(|l| Packet::parse(&dhcp_support::unhex(l)).unwrap())
+            .collect();
+        assert_eq!(
+            replies.len(),
+            2,
+            "{text}\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            d.log_text()
+        );
+        for (r, kind) in replies.iter().zip([2u8, 5]) {
+            assert_eq!(r.option(opt::MESSAGE_TYPE), Some(&[kind][..]));
+            assert_eq!(r.yiaddr, ip);
+            assert_eq!(r.siaddr, server);
+            assert_eq!(r.file, file.as_bytes());
+            assert_eq!(r.option(opt::BOOT_FILE), Some(file.as_bytes()));
+            assert_eq!(r.option(opt::VENDOR_CLASS), Some(&b"PXEClient"[..]));
+            assert_eq!(
+                r.option(opt::TFTP_SERVER),
+                Some(server.to_string().as_bytes())
+            );
+            assert_eq!(r.option(opt::CLIENT_UUID), Some(&UUID97[..]));
+            assert_eq!(
+                r.option(opt::BOOT_FILE_SIZE),
+                Some(&blocks.to_be_bytes()[..])
+            );
+            assert!(r.option(opt::VENDOR_SPECIFIC).is_some());
+        }
+    }
+    d.wait_log("ACK (selecting, PXE)", Duration::from_secs(1));
 }

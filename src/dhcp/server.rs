@@ -57,7 +57,7 @@ struct Job {
 }
 
 struct Shared {
-    engine: Mutex<Engine>,
+    engine: Arc<Mutex<Engine>>,
     sock: tokio::net::UdpSocket,
     /// Present when leases are journaled.
     journal: Option<mpsc::Sender<Job>>,
@@ -136,12 +136,14 @@ impl DhcpServer {
         let _ = socket2::SockRef::from(&self.socket).set_recv_buffer_size(4 << 20);
         let send_clone = self.socket.try_clone()?;
         let sock = tokio::net::UdpSocket::from_std(self.socket)?;
+        let engine = Arc::new(Mutex::new(engine));
         let (tx, journal_thread) = match journal {
             Some(j) => {
                 let (tx, rx) = mpsc::channel();
+                let eng = engine.clone();
                 let h = std::thread::Builder::new()
                     .name("lease-journal".into())
-                    .spawn(move || journal_loop(j, rx, send_clone))?;
+                    .spawn(move || journal_loop(j, rx, send_clone, eng))?;
                 (Some(tx), Some(h))
             }
             None => (None, None),
@@ -160,7 +162,7 @@ impl DhcpServer {
             _ => None,
         };
         let shared = Arc::new(Shared {
-            engine: Mutex::new(engine),
+            engine,
             sock,
             journal: tx,
             notify_sock,
@@ -195,45 +197,27 @@ impl DhcpServer {
             ));
         }
 
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let (n, src) = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                r = shared.sock.recv_from(&mut buf) => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        warn!("DHCP receive failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
-            };
-            let packet = match Packet::parse(&buf[..n]) {
-                Ok(p) => p,
-                Err(e) => {
-                    warn!(%src, len = n, "dropped: {e}");
-                    continue;
-                }
-            };
-            let decision = {
-                // Locked briefly, never across an await.
-                let mut engine = shared.engine.lock().unwrap_or_else(|p| p.into_inner());
-                engine.decide(&packet, unix_now(), None)
-            };
-            if let Some(q) = decision.check.clone() {
-                log_decision(&decision);
-                start_check(&shared, &tracker, packet, q, src);
-                continue;
-            }
-            finish(&shared, decision, src).await;
+        // A few receive loops share the socket: parsing, logging and
+        // sending run in parallel; decisions are serialised by the engine
+        // lock, held briefly.
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4);
+        for _ in 0..workers {
+            tracker.spawn(receive_loop(
+                shared.clone(),
+                tracker.clone(),
+                shutdown.clone(),
+            ));
         }
+        shutdown.cancelled().await;
 
         tracker.close();
         if tokio::time::timeout(crate::SHUTDOWN_GRACE, tracker.wait())
             .await
             .is_err()
         {
-            warn!("HTTP ACL checks still running at shutdown: abandoned");
+            warn!("DHCP tasks (HTTP ACL checks) still running at shutdown: abandoned");
         }
         // Closing the channel ends the journal thread once it has written
         // (and answered) what it holds.
@@ -247,6 +231,38 @@ impl DhcpServer {
             Err(_) => warn!("DHCP tasks still hold the journal at shutdown"),
         }
         Ok(())
+    }
+}
+
+async fn receive_loop(shared: Arc<Shared>, tracker: TaskTracker, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, src) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = shared.sock.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!("DHCP receive failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let packet = match Packet::parse(&buf[..n]) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(%src, len = n, "dropped: {e}");
+                continue;
+            }
+        };
+        // Locked briefly inside, never across an await.
+        let (decision, reply) = decide(&shared, &packet, None, src);
+        if let Some(q) = decision.check.clone() {
+            log_decision(&decision);
+            start_check(&shared, &tracker, packet, q, src);
+            continue;
+        }
+        finish(&shared, decision, reply).await;
     }
 }
 
@@ -288,14 +304,11 @@ fn start_check(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&q.mac);
-        let decision = {
-            let mut engine = shared.engine.lock().unwrap_or_else(|p| p.into_inner());
-            engine.decide(&packet, unix_now(), Some(&answer))
-        };
+        let (decision, reply) = decide(&shared, &packet, Some(&answer), src);
         if let HttpAnswer::Granted { client, file } = &answer {
             info!(mac = %q.mac, client = ?client, file = ?file, "HTTP ACL granted");
         }
-        finish(&shared, decision, src).await;
+        finish(&shared, decision, reply).await;
     });
 }
 
@@ -315,36 +328,61 @@ fn log_decision(d: &Decision) {
     );
 }
 
-/// Logs, journals, replies and notifies as `d` says.
-async fn finish(shared: &Shared, d: Decision, src: SocketAddr) {
+/// A reply ready for the wire.
+type Outgoing = (Vec<u8>, SocketAddr);
+
+fn emit_reply(shared: &Shared, d: &Decision, src: SocketAddr) -> Option<Outgoing> {
+    let r = d.reply.as_ref()?;
+    let mut buf = Vec::with_capacity(400);
+    let dropped = r.packet.emit_within(r.max_len, ESSENTIAL, &mut buf);
+    if !dropped.is_empty() {
+        debug!(
+            ?dropped,
+            max = r.max_len,
+            "options dropped to fit the client's size"
+        );
+    }
+    Some((buf, reply_addr(shared, r.dest, src)))
+}
+
+/// Decides under the engine lock and, for a decision with journal records,
+/// queues them (with the reply, sent once they are on disk) before the lock
+/// is released: the journal then holds records in decision order, whatever
+/// task decided them. Returns the decision and a reply to send now.
+fn decide(
+    shared: &Shared,
+    packet: &Packet,
+    http: Option<&HttpAnswer>,
+    src: SocketAddr,
+) -> (Decision, Option<Outgoing>) {
+    let mut engine = shared.engine.lock().unwrap_or_else(|p| p.into_inner());
+    let d = engine.decide(packet, unix_now(), http);
+    match &shared.journal {
+        Some(tx) if !d.journal.is_empty() => {
+            let lines = d.journal.iter().map(|r| r.to_json()).collect();
+            let reply = emit_reply(shared, &d, src);
+            let sent = tx.send(Job { lines, reply });
+            drop(engine);
+            if sent.is_err() {
+                error!("lease journal thread is gone: reply not sent");
+            }
+            (d, None)
+        }
+        _ => {
+            drop(engine);
+            let reply = emit_reply(shared, &d, src);
+            (d, reply)
+        }
+    }
+}
+/// Logs, replies (when not left to the journal) and notifies.
+async fn finish(shared: &Shared, d: Decision, reply: Option<Outgoing>) {
     log_decision(&d);
     if let Some((ip, file)) = &d.client_file {
         crate::dhcp::set_client_file(*ip, file.clone());
     }
-    let lines: Vec<String> = d.journal.iter().map(|r| r.to_json()).collect();
-    let reply = d.reply.as_ref().map(|r| {
-        let mut buf = Vec::with_capacity(400);
-        let dropped = r.packet.emit_within(r.max_len, ESSENTIAL, &mut buf);
-        if !dropped.is_empty() {
-            debug!(
-                ?dropped,
-                max = r.max_len,
-                "options dropped to fit the client's size"
-            );
-        }
-        (buf, reply_addr(shared, r.dest, src))
-    });
-    match (&shared.journal, lines.is_empty()) {
-        (Some(tx), false) => {
-            if tx.send(Job { lines, reply }).is_err() {
-                error!("lease journal thread is gone: reply not sent");
-            }
-        }
-        _ => {
-            if let Some((buf, to)) = reply {
-                send(&shared.sock, &buf, to).await;
-            }
-        }
+    if let Some((buf, to)) = reply {
+        send(&shared.sock, &buf, to).await;
     }
     if let (Some(text), Some(s)) = (&d.notice, &shared.notify_sock) {
         for t in &shared.notify {
@@ -378,8 +416,14 @@ async fn send(sock: &tokio::net::UdpSocket, buf: &[u8], to: SocketAddr) {
 }
 
 /// The journal thread: takes every job waiting, appends their lines in one
-/// write, fdatasyncs once, then sends their replies.
-fn journal_loop(mut j: Journal, rx: mpsc::Receiver<Job>, sock: UdpSocket) {
+/// write, fdatasyncs once, then sends their replies. Compacts the file when
+/// it has grown well past the live table.
+fn journal_loop(
+    mut j: Journal,
+    rx: mpsc::Receiver<Job>,
+    sock: UdpSocket,
+    engine: Arc<Mutex<Engine>>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -406,6 +450,23 @@ fn journal_loop(mut j: Journal, rx: mpsc::Receiver<Job>, sock: UdpSocket) {
                         warn!(%to, "reply not sent: {e}");
                         break;
                     }
+                }
+            }
+        }
+        if j.wants_compaction() {
+            // The table holds everything written so far (and maybe more,
+            // still queued: written twice then, which replays the same).
+            let snapshot = engine
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .leases
+                .snapshot(unix_now());
+            match j.compact(&snapshot) {
+                Ok(()) => {
+                    info!(file = %j.path().display(), leases = snapshot.len(), "lease journal compacted")
+                }
+                Err(e) => {
+                    error!(file = %j.path().display(), "cannot compact the lease journal: {e}")
                 }
             }
         }
