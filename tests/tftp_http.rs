@@ -1,0 +1,202 @@
+//! HTTP roots against a real HTTP server (python3 -m http.server on
+//! 127.0.0.1): files match, 404 -> ERROR 1, the server killed mid-transfer
+//! -> ERROR, and the daemon's peak RSS (VmHWM) does not grow with the file
+//! size. Runs the real binary; no root needed.
+
+mod common;
+mod tftp_support;
+
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{need_program, pybootd_bin, Daemon, Scratch};
+use pybootd::wire::tftp::Mode;
+use tftp_support::{bytes, get, get_with, sha, Fail, Hooks};
+
+struct HttpServer {
+    child: Child,
+    port: u16,
+}
+
+impl HttpServer {
+    fn start(dir: &std::path::Path) -> HttpServer {
+        need_program("python3");
+        let port = free_tcp_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < end, "http.server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        HttpServer { child, port }
+    }
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_daemon(work: &Scratch, root_url: &str) -> (Daemon, SocketAddr) {
+    let port = free_udp_port();
+    let ini = work.write(
+        "pybootd.ini",
+        format!(
+            "[logger]\nlevel = info\n[tftp]\naddress = 127.0.0.1\nport = {port}\nroot = {root_url}\n\
+             timeout = 0.5\nretries = 4\nmax_windowsize = 16\n"
+        )
+        .as_bytes(),
+    );
+    let mut cmd = Command::new(pybootd_bin());
+    cmd.args(["-t", "-c"]).arg(&ini);
+    let mut d = Daemon::spawn(cmd, work.path.join("daemon.log"));
+    d.wait_log("TFTP listening", Duration::from_secs(10));
+    (d, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn http_root_serves_streams_and_fails_cleanly() {
+    let web = Scratch::new("web");
+    let work = Scratch::new("httpw");
+    let small = bytes(100_000, 1);
+    let mid = bytes(8 << 20, 2);
+    web.write("boot/small.bin", &small);
+    web.write("boot/mid.bin", &mid);
+    web.write("boot/dir with space/x.cfg", b"cfg");
+    let mut http = HttpServer::start(&web.path);
+    let (daemon, addr) = start_daemon(&work, &format!("http://127.0.0.1:{}/boot", http.port));
+
+    let got = get(addr, "small.bin", &[("tsize", "0"), ("blksize", "1468")]).unwrap();
+    assert_eq!(sha(&got.data), sha(&small));
+    let tsize = got
+        .oack
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k == "tsize");
+    assert_eq!(
+        tsize.map(|(_, v)| v.as_str()),
+        Some("100000"),
+        "tsize from Content-Length"
+    );
+    let got = get(addr, "/dir with space/x.cfg", &[]).unwrap();
+    assert_eq!(got.data, b"cfg");
+    let got = get(
+        addr,
+        "mid.bin",
+        &[("blksize", "1468"), ("windowsize", "16")],
+    )
+    .unwrap();
+    assert_eq!(sha(&got.data), sha(&mid));
+    assert!(matches!(
+        get(addr, "missing.bin", &[]),
+        Err(Fail::Error(1, _))
+    ));
+    assert!(matches!(
+        get(addr, "../etc/passwd", &[]),
+        Err(Fail::Error(2, _))
+    ));
+
+    // The HTTP server dies mid-transfer (lock-step at 512 keeps it slow):
+    // the client gets an ERROR, not a hang and not a short "success".
+    let big = bytes(64 << 20, 3);
+    web.write("boot/big.bin", &big);
+    let killer = {
+        let pid = http.child.id();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        })
+    };
+    let t0 = Instant::now();
+    let r = get_with(addr, "big.bin", Mode::Octet, &[], &Hooks::default());
+    killer.join().unwrap();
+    http.kill();
+    match r {
+        Err(Fail::Error(_, _)) => {}
+        Ok(g) => panic!(
+            "transfer 'succeeded' with {} of {} bytes\n{}",
+            g.data.len(),
+            big.len(),
+            daemon.log_text()
+        ),
+        Err(e) => panic!("{e:?}\n{}", daemon.log_text()),
+    }
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    // With no HTTP server at all: an ERROR too, within the timeouts.
+    let t0 = Instant::now();
+    assert!(matches!(
+        get(addr, "small.bin", &[]),
+        Err(Fail::Error(_, _))
+    ));
+    assert!(t0.elapsed() < Duration::from_secs(15));
+}
+
+#[test]
+fn http_root_memory_flat_in_file_size() {
+    let web = Scratch::new("webrss");
+    let work = Scratch::new("rssw");
+    let small = bytes(4 << 20, 5);
+    let huge = bytes(200 << 20, 6);
+    web.write("small.bin", &small);
+    web.write("huge.bin", &huge);
+    let http = HttpServer::start(&web.path);
+    let (daemon, addr) = start_daemon(&work, &format!("http://127.0.0.1:{}", http.port));
+    let opts = [("blksize", "1468"), ("windowsize", "16")];
+    let got = get(addr, "small.bin", &opts).unwrap();
+    assert_eq!(sha(&got.data), sha(&small));
+    let after_small = vm_hwm_kib(daemon.child.id());
+    let got = get(addr, "huge.bin", &opts).unwrap();
+    assert_eq!(sha(&got.data), sha(&huge));
+    let after_huge = vm_hwm_kib(daemon.child.id());
+    eprintln!("VmHWM after 4 MiB: {after_small} KiB, after 200 MiB: {after_huge} KiB");
+    assert!(
+        after_huge < after_small + 8 * 1024,
+        "peak RSS grew from {after_small} KiB to {after_huge} KiB"
+    );
+    assert!(after_huge < 64 * 1024, "peak RSS {after_huge} KiB");
+}
