@@ -49,7 +49,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ "$(id -u)" = 0 ] || die "run as root (network namespaces): sudo $0 $*"
-for p in ip taskset jq iperf3 perfdhcp kea-dhcp4 dnsmasq in.tftpd busybox ss pgrep; do
+for p in ip taskset jq iperf3 perfdhcp kea-dhcp4 dnsmasq in.tftpd busybox ss pgrep strace; do
   command -v "$p" >/dev/null || [ -x "/usr/sbin/$p" ] || die "$p is not installed (.ci/apt.d/bench.txt lists the packages)"
 done
 export PATH="$PATH:/usr/sbin:/sbin"
