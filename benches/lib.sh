@@ -144,6 +144,7 @@ srv_stop() {
   fi
   local tree=0
   [ -f "$OUT/tree_pss" ] && tree=$(cat "$OUT/tree_pss")
+  tree=${tree:-0}
   if [ -n "$SRV_RSS_KIB" ] && [ "$tree" -gt "$SRV_RSS_KIB" ]; then SRV_RSS_KIB=$tree; fi
   srv_kill
 }
