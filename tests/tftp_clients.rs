@@ -19,6 +19,10 @@ struct Setup {
 }
 
 fn setup(test: &str, files: &[(&str, Vec<u8>)]) -> Setup {
+    setup_with(test, files, "")
+}
+
+fn setup_with(test: &str, files: &[(&str, Vec<u8>)], extra: &str) -> Setup {
     let lab = Lab::new(true);
     let root = Scratch::new(&format!("{test}-root"));
     let out = Scratch::new(&format!("{test}-out"));
@@ -28,7 +32,7 @@ fn setup(test: &str, files: &[(&str, Vec<u8>)]) -> Setup {
     let ini = out.write(
         "pybootd.ini",
         format!(
-            "[logger]\nlevel = debug\n[tftp]\naddress = {}\nroot = {}\nmax_windowsize = 64\n",
+            "[logger]\nlevel = debug\n[tftp]\naddress = {}\nroot = {}\nmax_windowsize = 64\n{extra}",
             lab.server_ip(),
             root.path.display()
         )
@@ -197,4 +201,40 @@ fn atftp_fetches_with_blksize_windowsize_and_rollover() {
     assert!(!st.status.success(), "traversal must fail");
     let leaked = std::fs::read(&local).unwrap_or_default();
     assert!(leaked.is_empty(), "{} bytes leaked", leaked.len());
+}
+
+#[test]
+fn tftp_hpa_uploads_only_when_enabled_and_never_overwrites() {
+    if !common::require_root("tftp_hpa_uploads_only_when_enabled_and_never_overwrites") {
+        return;
+    }
+    need_program("tftp");
+    let up = Scratch::new("upload");
+    let s = setup_with(
+        "up",
+        &[],
+        &format!("upload_dir = {}\nupload_max = 1000000\n", up.path.display()),
+    );
+    let ip = s.lab.server_ip();
+    let content = bytes(300_001, 77);
+    let local = s.out.write("to-send.bin", &content);
+    let put = |name: &str| {
+        let mut c = s.lab.client.cmd("timeout");
+        c.args(["30", "tftp", &ip, "-m", "binary", "-c", "put"])
+            .arg(&local)
+            .arg(name);
+        let o = c.output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    };
+    put("new.bin");
+    let stored = std::fs::read(up.path.join("new.bin")).unwrap_or_default();
+    assert_eq!(sha(&stored), sha(&content), "{}", s.daemon.log_text());
+    // A second upload to the same name is refused; the first stays.
+    let out = put("new.bin");
+    assert!(out.contains("exists") || out.contains("Error"), "{out}");
+    assert_eq!(
+        sha(&std::fs::read(up.path.join("new.bin")).unwrap()),
+        sha(&content)
+    );
+    assert!(!s.root.path.join("new.bin").exists());
 }

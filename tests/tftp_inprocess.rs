@@ -147,6 +147,36 @@ fn edk2_size_probe_then_transfer() {
 }
 
 #[test]
+fn edk2_probe_then_new_rrq_from_the_same_port_starts_at_once() {
+    let root = Scratch::new("edk2same");
+    let content = bytes(5000, 31);
+    root.write("g.efi", &content);
+    let srv = Server::start(&root.path, "");
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut buf = [0u8; 2048];
+    s.send_to(
+        b"\x00\x01g.efi\x00octet\x00tsize\x000\x00blksize\x001468\x00",
+        srv.addr,
+    )
+    .unwrap();
+    let (n, tid) = s.recv_from(&mut buf).unwrap();
+    assert!(matches!(Packet::parse(&buf[..n]), Ok(Packet::Oack { .. })));
+    s.send_to(b"\x00\x05\x00\x08User aborted the transfer\x00", tid)
+        .unwrap();
+    // The same RRQ again would be a retransmission; this one differs.
+    s.send_to(b"\x00\x01g.efi\x00octet\x00blksize\x001468\x00", srv.addr)
+        .unwrap();
+    let (n, tid2) = s.recv_from(&mut buf).expect("an answer, not silence");
+    assert_ne!(tid, tid2);
+    assert!(matches!(Packet::parse(&buf[..n]), Ok(Packet::Oack { .. })));
+    s.send_to(&[0, 4, 0, 0], tid2).unwrap();
+    let (n, _) = s.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..4], &[0, 3, 0, 1]);
+    assert!(buf[4..n] == content[..1468], "first block's bytes");
+}
+
+#[test]
 fn lost_ack_is_retransmitted_and_duplicate_acks_send_nothing_twice() {
     let root = Scratch::new("loss");
     let content = bytes(50_000, 11);
@@ -172,6 +202,45 @@ fn lost_ack_is_retransmitted_and_duplicate_acks_send_nothing_twice() {
         assert_eq!(sha(&got.data), sha(&content));
         assert_eq!(got.repeats, 0, "windowsize {w}: repeated DATA");
     }
+}
+
+#[test]
+fn lost_data_in_a_window_is_resent_from_the_gap() {
+    let root = Scratch::new("gap");
+    let content = bytes(100_000, 23);
+    root.write("f", &content);
+    let srv = Server::start(&root.path, "timeout = 0.3\n");
+    let hooks = Hooks {
+        drop_data: Some(10),
+        ..Hooks::default()
+    };
+    let got = get_with(srv.addr, "f", Mode::Octet, &[("windowsize", "8")], &hooks).unwrap();
+    assert_eq!(sha(&got.data), sha(&content));
+    assert!(got.repeats >= 1, "blocks after the gap arrive out of order");
+}
+
+#[test]
+fn silent_client_is_abandoned_after_bounded_retries_and_frees_its_slot() {
+    let root = Scratch::new("silent");
+    root.write("f", &bytes(10_000, 29));
+    let srv = Server::start(
+        &root.path,
+        "timeout = 0.2\nretries = 2\nmax_transfers = 1\n",
+    );
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    s.send_to(b"\x00\x01f\x00octet\x00", srv.addr).unwrap();
+    let mut buf = [0u8; 1024];
+    let mut copies = 0;
+    while let Ok((n, _)) = s.recv_from(&mut buf) {
+        assert_eq!(&buf[..4], &[0, 3, 0, 1], "{n} bytes");
+        copies += 1;
+        assert!(copies <= 3, "more than 1 + retries copies");
+    }
+    assert_eq!(copies, 3, "block 1 once, then retries = 2 retransmissions");
+    // The only slot is free again.
+    assert_eq!(get(srv.addr, "f", &[]).unwrap().data.len(), 10_000);
 }
 
 #[test]

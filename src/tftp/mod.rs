@@ -3,10 +3,11 @@
 //! sources. Protocol decisions live in `transfer` (negotiation) and
 //! `crate::filters`; bytes in `crate::wire::tftp`.
 
+mod gso;
 pub mod source;
 pub mod transfer;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -45,9 +46,12 @@ struct Shared {
     client_files: Option<ClientFiles>,
     /// Canonical upload directory, when WRQ is enabled.
     upload_dir: Option<PathBuf>,
-    /// Peers with a transfer in progress: a repeated RRQ (the client did
-    /// not hear our first answer yet) must not start a second transfer.
-    active: Mutex<HashSet<SocketAddr>>,
+    /// Peers with a transfer in progress, with their request's bytes and
+    /// a generation: the same request again (the client did not hear our
+    /// answer yet) must not start a second transfer, but a different one
+    /// from the same port (EDK2: ERROR 8 after the size probe, then the
+    /// real RRQ) starts at once.
+    active: Mutex<HashMap<SocketAddr, (Vec<u8>, u64)>>,
     local_ip: IpAddr,
 }
 
@@ -78,7 +82,7 @@ impl TftpServer {
                 served,
                 client_files: None,
                 upload_dir,
-                active: Mutex::new(HashSet::new()),
+                active: Mutex::new(HashMap::new()),
                 local_ip,
             }),
             socket,
@@ -101,6 +105,7 @@ impl TftpServer {
         let slots = Arc::new(Semaphore::new(max));
         let tracker = TaskTracker::new();
         let mut buf = vec![0u8; 4096];
+        let mut generation: u64 = 0;
         loop {
             let (n, peer) = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -108,7 +113,9 @@ impl TftpServer {
                     Ok(x) => x,
                     Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::Interrupted) => continue,
                     Err(e) => {
+                        // Not a packet's fault (e.g. no memory): do not spin.
                         tracing::warn!("TFTP receive: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
                     }
                 },
@@ -140,14 +147,14 @@ impl TftpServer {
                 tracing::warn!(%peer, "TFTP busy ({} transfers): request dropped", tracker.len());
                 continue;
             }
-            if !shared
-                .active
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(peer)
+            generation += 1;
             {
-                tracing::debug!(%peer, "repeated request for a running transfer: ignored");
-                continue;
+                let mut active = shared.active.lock().unwrap_or_else(|e| e.into_inner());
+                if active.get(&peer).is_some_and(|(b, _)| b[..] == buf[..n]) {
+                    tracing::debug!(%peer, "repeated request for a running transfer: ignored");
+                    continue;
+                }
+                active.insert(peer, (buf[..n].to_vec(), generation));
             }
             let shared = shared.clone();
             let slots = slots.clone();
@@ -156,6 +163,7 @@ impl TftpServer {
                 let _active = ActiveGuard {
                     shared: shared.clone(),
                     peer,
+                    generation,
                 };
                 let Ok(_permit) = slots.acquire_owned().await else {
                     return;
@@ -181,15 +189,19 @@ impl TftpServer {
 struct ActiveGuard {
     shared: Arc<Shared>,
     peer: SocketAddr,
+    generation: u64,
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.shared
-            .active
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.peer);
+        let mut active = self.shared.active.lock().unwrap_or_else(|e| e.into_inner());
+        // A newer request from the same peer owns the entry now.
+        if active
+            .get(&self.peer)
+            .is_some_and(|(_, g)| *g == self.generation)
+        {
+            active.remove(&self.peer);
+        }
     }
 }
 

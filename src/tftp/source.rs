@@ -4,7 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::future::Future;
-use std::io::{self, Read};
+use std::io::{self, IoSliceMut, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -39,6 +39,29 @@ pub trait Source: Send {
     fn size(&self) -> Option<u64>;
     /// Reads up to `buf.len()` bytes; `Ok(0)` is the end of the file.
     fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>> + Send;
+
+    /// Fills `bufs` in order, each completely unless the file ends first;
+    /// returns the bytes read. A source that can do it in one system call
+    /// (a local file: `readv`) overrides this.
+    fn read_full(
+        &mut self,
+        bufs: &mut [IoSliceMut<'_>],
+    ) -> impl Future<Output = io::Result<usize>> + Send {
+        async move {
+            let mut total = 0;
+            for b in bufs.iter_mut() {
+                let mut got = 0;
+                while got < b.len() {
+                    match self.read(&mut b[got..]).await? {
+                        0 => return Ok(total + got),
+                        k => got += k,
+                    }
+                }
+                total += got;
+            }
+            Ok(total)
+        }
+    }
 }
 
 /// Splits a requested name into path components under the root: `\` and
@@ -138,6 +161,21 @@ pub struct LocalFile {
 impl Source for LocalFile {
     fn size(&self) -> Option<u64> {
         Some(self.size)
+    }
+    async fn read_full(&mut self, mut bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let mut total = 0;
+        while !bufs.is_empty() {
+            let n = match self.file.read_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => r?,
+            };
+            if n == 0 {
+                break;
+            }
+            total += n;
+            IoSliceMut::advance_slices(&mut bufs, n);
+        }
+        Ok(total)
     }
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
@@ -338,6 +376,13 @@ impl Source for AnySource {
             AnySource::Local(s) => s.read(buf).await,
             AnySource::Http(s) => s.read(buf).await,
             AnySource::Text(s) => s.read(buf).await,
+        }
+    }
+    async fn read_full(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        match self {
+            AnySource::Local(s) => s.read_full(bufs).await,
+            AnySource::Http(s) => s.read_full(bufs).await,
+            AnySource::Text(s) => s.read_full(bufs).await,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! loop (lock-step or RFC 7440 windows, rollover, bounded retransmission,
 //! no Sorcerer's Apprentice) and the WRQ receive loop.
 
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -10,12 +10,15 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TftpConfig;
+use crate::tftp::gso;
 use crate::tftp::source::{Source, TftpError};
 use crate::wire::tftp::{self as wire, code, Packet, Request};
 
 /// A window never holds more than this many bytes of data (memory bound
 /// per transfer, whatever blksize x windowsize a client asks for).
-pub const MAX_WINDOW_BYTES: usize = 4 << 20;
+/// 128 KiB: a window that overflows the client's default socket buffer
+/// (about 208 KiB of truesize) is lost whole, so bigger ones only slow.
+pub const MAX_WINDOW_BYTES: usize = 128 << 10;
 
 /// What was agreed for one transfer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,6 +98,9 @@ pub fn negotiate(
     }
     Ok(n)
 }
+
+/// Most window slots filled by one read.
+const READ_BATCH: usize = 64;
 
 /// How a transfer ended.
 #[derive(Debug)]
@@ -237,46 +243,69 @@ pub async fn send_file<S: Source>(
     let mut last: Option<(u64, usize)> = None;
     let mut bytes: u64 = 0;
     let mut tries = 0u32;
+    // Whole windows in one send each (UDP GSO), when the kernel agrees.
+    let per_send = gso::MAX_SEGMENTS.min(gso::MAX_SEND / slot);
+    let mut gso = window > 1
+        && per_send > 1
+        && u16::try_from(slot).is_ok_and(|s| gso::set_segment(link.sock, s));
     loop {
         if link.cancel.is_cancelled() {
             link.send_error(&TftpError::new(code::NOT_DEFINED, "Server shutting down"))
                 .await;
             return Ok(End::Cancelled);
         }
-        // Fill the window.
+        // Fill the window: the data parts of up to READ_BATCH slots in one
+        // (vectored) read.
         while nbuf < window && last.is_none() {
-            let at = nbuf * slot;
-            let data = &mut win[at + 4..at + slot];
-            let mut got = 0;
-            while got < bs {
-                match src.read(&mut data[got..]).await {
-                    Ok(0) => break,
-                    Ok(k) => got += k,
-                    Err(e) => {
-                        link.send_error(&TftpError::new(code::NOT_DEFINED, "Read error"))
-                            .await;
-                        return Ok(End::SourceFailed(e));
-                    }
+            let count = (window - nbuf).min(READ_BATCH);
+            let region = &mut win[nbuf * slot..(nbuf + count) * slot];
+            let mut slices: [IoSliceMut<'_>; READ_BATCH] =
+                std::array::from_fn(|_| IoSliceMut::new(&mut []));
+            for (s, chunk) in slices.iter_mut().zip(region.chunks_mut(slot)) {
+                *s = IoSliceMut::new(&mut chunk[4..]);
+            }
+            let got = match src.read_full(&mut slices[..count]).await {
+                Ok(g) => g,
+                Err(e) => {
+                    link.send_error(&TftpError::new(code::NOT_DEFINED, "Read error"))
+                        .await;
+                    return Ok(End::SourceFailed(e));
                 }
-            }
-            let block = base + nbuf as u64;
-            wire::write_data_header(&mut win[at..at + 4], block as u16);
+            };
             bytes += got as u64;
-            if got < bs {
-                last = Some((block, got));
+            // Every slot is full up to the first short one (the last block).
+            let full = got / bs;
+            let filled = if got < count * bs { full + 1 } else { count };
+            for i in 0..filled {
+                let at = (nbuf + i) * slot;
+                let block = base + (nbuf + i) as u64;
+                wire::write_data_header(&mut win[at..at + 4], block as u16);
             }
-            nbuf += 1;
+            if got < count * bs {
+                last = Some((base + (nbuf + full) as u64, got - full * bs));
+            }
+            nbuf += filled;
         }
-        // Send it.
+        // Send it: with GSO, runs of up to `per_send` blocks in one call.
         let len_of = |i: usize| match last {
             Some((b, got)) if b == base + i as u64 => 4 + got,
             _ => slot,
         };
-        for i in 0..nbuf {
-            let at = i * slot;
-            link.sock
-                .send_to(&win[at..at + len_of(i)], link.peer)
-                .await?;
+        let mut i = 0;
+        while i < nbuf {
+            let j = if gso { (i + per_send).min(nbuf) } else { i + 1 };
+            let range = i * slot..(j - 1) * slot + len_of(j - 1);
+            match link.sock.send_to(&win[range], link.peer).await {
+                Ok(_) => i = j,
+                Err(e) if gso => {
+                    // The path refuses segmentation (MTU, offload): send
+                    // packet by packet from now on.
+                    tracing::debug!("UDP GSO refused ({e}): one send per block");
+                    gso = false;
+                    crate::tftp::gso::set_segment(link.sock, 0);
+                }
+                Err(e) => return Err(e),
+            }
         }
         // Wait for an ACK that moves the window. Duplicates and old ACKs
         // change nothing: only a timeout retransmits (no Sorcerer's

@@ -78,6 +78,9 @@ pub struct Hooks {
     pub dup_acks: bool,
     /// Send an ERROR 8 in answer to the OACK (EDK2's size probe).
     pub abort_after_oack: bool,
+    /// Ignore the first DATA packet with this block number (lost on the
+    /// way): the rest of its window arrives out of order.
+    pub drop_data: Option<u16>,
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +134,7 @@ pub fn get_with(
     let mut last_good: u64 = 0; // blocks received in order
     let mut since_ack = 0usize;
     let mut dropped = false;
+    let mut dropped_data = false;
     let mut timeouts = 0;
     let mut buf = vec![0u8; 65536 + 8];
     let send_ack = |block: u16, tid: SocketAddr, dropped: &mut bool| {
@@ -195,6 +199,10 @@ pub fn get_with(
                 send_ack(0, t, &mut dropped);
             }
             Ok(Packet::Data { block, data }) => {
+                if hooks.drop_data == Some(block) && !dropped_data {
+                    dropped_data = true;
+                    continue;
+                }
                 got.first_block_len.get_or_insert(data.len());
                 if block == (last_good + 1) as u16 {
                     got.data.extend_from_slice(data);
