@@ -2,7 +2,7 @@
 # benches/run.sh: pybootd against dnsmasq, tftpd-hpa, atftpd and Kea in one
 # run, in a two-namespace lab; writes BENCHMARKS.md (see benches/README.md).
 #
-#   sudo benches/run.sh                 full run (about 20 minutes), rewrites BENCHMARKS.md
+#   sudo benches/run.sh                 full run (25 min on the shared 2-core box), rewrites BENCHMARKS.md
 #   sudo benches/run.sh --smoke         every script with tiny sizes, 1 run; fails on any error
 #   options: --sections "ceiling single storm dhcp http startup"
 #            --servers "pybootd atftpd tftpd-hpa dnsmasq kea"   --runs N
