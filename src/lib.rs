@@ -98,13 +98,14 @@ pub async fn run(
     result
 }
 
-/// Binds a UDP socket the way the services need it: SO_REUSEADDR (a
-/// restart does not wait), SO_BROADCAST (DHCP replies), non-blocking (for
-/// tokio). Errors say which address could not be bound and why.
+/// Binds a UDP socket the way the services need it: SO_BROADCAST (DHCP
+/// replies), non-blocking (for tokio). Not SO_REUSEADDR: UDP has no
+/// TIME_WAIT to skip, and on Linux it would let a second server (another
+/// pybootd, a dnsmasq) share the port silently instead of failing here.
+/// Errors say which address could not be bound and why.
 pub fn bind_udp(addr: std::net::SocketAddrV4) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_address(true)?;
     s.set_broadcast(true)?;
     s.set_nonblocking(true)?;
     s.bind(&std::net::SocketAddr::V4(addr).into())

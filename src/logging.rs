@@ -1,7 +1,7 @@
 //! `[logger]` -> a tracing subscriber: stderr, stdout, a file, syslog or
 //! nothing, at the configured level (`-d` raises it to debug).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
 use tracing::Level;
@@ -52,8 +52,15 @@ pub fn init(cfg: &LoggerConfig, debug: bool) -> Result<(), String> {
         .with_target(false);
     let res = match cfg.kind {
         LogKind::None => return Ok(()),
-        LogKind::Stderr => builder.with_writer(std::io::stderr).try_init(),
-        LogKind::Stdout => builder.with_writer(std::io::stdout).try_init(),
+        // Colours only for a terminal: a log file or journal gets plain text.
+        LogKind::Stderr => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .try_init(),
+        LogKind::Stdout => builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_writer(std::io::stdout)
+            .try_init(),
         LogKind::File => {
             let path = cfg.file.as_ref().ok_or("[logger] file: missing")?;
             let f = std::fs::OpenOptions::new()

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use pybootd::cli::Cli;
@@ -36,9 +37,11 @@ fn served_net(config: &Config) -> Result<Option<ServerNet>> {
         return Ok(None);
     };
     let addrs = netif::host_addrs().context("cannot list the host's interfaces")?;
-    netif::select(&addrs, b.pool_start, b.address, b.netmask)
-        .map(Some)
-        .map_err(|m| anyhow::anyhow!("{}: [bootp] pool_start: {m}", config.path.display()))
+    let net = netif::select(&addrs, b.pool_start, b.address, b.netmask)
+        .map_err(|m| anyhow::anyhow!("{}: [bootp] pool_start: {m}", config.path.display()))?;
+    netif::check_pool(&net, b.pool_start, b.pool_count)
+        .map_err(|m| anyhow::anyhow!("{}: [bootp] pool_count: {m}", config.path.display()))?;
+    Ok(Some(net))
 }
 
 fn real_main(cli: &Cli) -> Result<()> {
@@ -82,16 +85,29 @@ fn real_main(cli: &Cli) -> Result<()> {
     // Bind everything before anything runs: a port in use or a missing
     // privilege is one clear error, not a half-started daemon.
     let mut sockets = Sockets::default();
+    let mut bound = Vec::new();
     if cli.dhcp_enabled() {
         let b = config.bootp.as_ref().expect("checked above");
         let addr = SocketAddrV4::new(b.address, b.port);
-        sockets.dhcp = Some(pybootd::bind_udp(addr)?);
-        tracing::info!(%addr, "BOOTP/DHCP listening");
+        sockets.dhcp = Some(pybootd::bind_udp(addr).context("BOOTP/DHCP")?);
+        bound.push(("BOOTP/DHCP", addr));
     }
     if cli.tftp_enabled() {
         let addr = SocketAddrV4::new(tftp_ip, config.tftp.port);
-        sockets.tftp = Some(pybootd::bind_udp(addr)?);
-        tracing::info!(%addr, "TFTP listening");
+        sockets.tftp = Some(pybootd::bind_udp(addr).context("TFTP")?);
+        bound.push(("TFTP", addr));
+    }
+    if let Some(n) = &net {
+        tracing::debug!(
+            ifname = %n.ifname,
+            ifindex = n.ifindex,
+            ip = %n.ip,
+            netmask = %n.netmask,
+            "served network"
+        );
+    }
+    for (service, addr) in bound {
+        tracing::info!(%addr, "{service} listening");
     }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -101,34 +117,27 @@ fn real_main(cli: &Cli) -> Result<()> {
     let shutdown = CancellationToken::new();
     let config = Arc::new(config);
     rt.block_on(async {
+        // Handlers first, so that a signal sent as soon as "running" shows
+        // is a graceful stop, not the default kill.
+        let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!(signal = name, "shutting down");
             stop.cancel();
         });
-        pybootd::run(config, net, sockets, shutdown).await
+        tracing::info!(pid = std::process::id(), "pybootd running");
+        pybootd::run(config, net, sockets, shutdown)
+            .await
+            .map_err(anyhow::Error::from)
     })?;
     // Tasks that did not finish in the grace period are dropped here.
     rt.shutdown_timeout(pybootd::SHUTDOWN_GRACE);
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the daemon still runs; it just cannot
-        // stop gracefully.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }
 
 /// `--check`: what would be served, for the operator's dry run.
@@ -184,6 +193,22 @@ fn print_check(cli: &Cli, config: &Config, net: Option<&ServerNet>, tftp_ip: Ipv
             Root::Http(u) => format!("{u} (HTTP)"),
         };
         println!("tftp: listen {tftp_ip}:{}, root {root}", t.port);
+        if let Root::Local(p) = &t.root {
+            if !p.is_dir() {
+                println!(
+                    "tftp: warning: root {} is not a directory (yet)",
+                    p.display()
+                );
+            }
+        }
+        match &t.upload_dir {
+            Some(d) => println!(
+                "tftp: uploads to {} (max {} bytes)",
+                d.display(),
+                t.upload_max
+            ),
+            None => println!("tftp: uploads refused (no upload_dir)"),
+        }
         println!(
             "tftp: blksize {} (max {}), timeout {:?} x {} retries, {} transfers at once",
             t.blocksize, t.max_blocksize, t.timeout, t.retries, t.max_transfers

@@ -96,6 +96,45 @@ pub fn select(
     })
 }
 
+/// Checks that the whole pool sits inside the served subnet and holds
+/// neither the server's own address, the network address nor the
+/// broadcast address (pure).
+pub fn check_pool(net: &ServerNet, pool_start: Ipv4Addr, pool_count: u32) -> Result<(), String> {
+    if pool_count == 0 {
+        return Ok(());
+    }
+    let first = u32::from(pool_start);
+    let last = first.saturating_add(pool_count - 1);
+    let mask = u32::from(net.netmask);
+    let network = u32::from(net.ip) & mask;
+    let bcast = network | !mask;
+    let prefix = mask.count_ones();
+    let subnet = format!("{}/{prefix}", Ipv4Addr::from(network));
+    if first & mask != network || last & mask != network {
+        return Err(format!(
+            "the pool {pool_start}..{} runs outside {subnet} of {}",
+            Ipv4Addr::from(last),
+            net.ifname
+        ));
+    }
+    // /31 and /32 have no network or broadcast address to avoid.
+    if prefix < 31 && (first == network || last == bcast) {
+        return Err(format!(
+            "the pool {pool_start}..{} holds the network or broadcast address of {subnet}",
+            Ipv4Addr::from(last)
+        ));
+    }
+    let own = u32::from(net.ip);
+    if (first..=last).contains(&own) {
+        return Err(format!(
+            "the pool {pool_start}..{} holds the server's own address {}",
+            Ipv4Addr::from(last),
+            net.ip
+        ));
+    }
+    Ok(())
+}
+
 /// The kernel's index for an interface name, 0 when unknown.
 pub fn ifindex(name: &str) -> u32 {
     std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
@@ -143,5 +182,31 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("pool_start 10.78.0.100"), "{e}");
+    }
+
+    #[test]
+    fn pool_must_fit_the_subnet() {
+        let n = select(
+            &addrs(),
+            Ipv4Addr::new(10, 77, 0, 100),
+            Ipv4Addr::UNSPECIFIED,
+            None,
+        )
+        .unwrap();
+        assert_eq!(check_pool(&n, Ipv4Addr::new(10, 77, 0, 100), 50), Ok(()));
+        assert_eq!(check_pool(&n, Ipv4Addr::new(10, 77, 0, 2), 253), Ok(()));
+        assert!(check_pool(&n, Ipv4Addr::new(10, 77, 0, 200), 100)
+            .unwrap_err()
+            .contains("runs outside 10.77.0.0/24 of br0"));
+        assert!(check_pool(&n, Ipv4Addr::new(10, 77, 0, 2), 254)
+            .unwrap_err()
+            .contains("broadcast"));
+        assert!(check_pool(&n, Ipv4Addr::new(10, 77, 0, 0), 5)
+            .unwrap_err()
+            .contains("network"));
+        assert!(check_pool(&n, Ipv4Addr::new(10, 77, 0, 1), 5)
+            .unwrap_err()
+            .contains("own address 10.77.0.1"));
+        assert_eq!(check_pool(&n, Ipv4Addr::new(10, 77, 0, 1), 0), Ok(()));
     }
 }

@@ -41,7 +41,9 @@ pub fn require_root(test: &str) -> bool {
 
 /// Runs a command, panicking with its output when it fails.
 pub fn sh(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     if !out.status.success() {
         panic!(
             "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
@@ -56,7 +58,11 @@ pub fn sh(cmd: &mut Command) -> Output {
 /// Checks that a program is installed; CI installs them all, so a missing
 /// one is a failure, not a skip.
 pub fn need_program(name: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/sbin"]) {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+    {
         let p = Path::new(dir).join(name);
         if p.is_file() {
             return p;
@@ -97,12 +103,17 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // Kill what still runs inside, then delete the namespace.
-        let _ = Command::new("ip").args(["netns", "pids", &self.name]).output().map(|o| {
-            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
-            }
-        });
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+            .map(|o| {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            });
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -131,11 +142,29 @@ impl Lab {
         client.run(&["ip", "link", "set", &b, "name", "cli0"]);
         server.run(&["ip", "link", "set", "srv0", "mtu", "1500", "up"]);
         client.run(&["ip", "link", "set", "cli0", "mtu", "1500", "up"]);
-        server.run(&["ip", "addr", "add", &format!("10.{net}.0.1/24"), "dev", "srv0"]);
+        server.run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("10.{net}.0.1/24"),
+            "dev",
+            "srv0",
+        ]);
         if client_addr {
-            client.run(&["ip", "addr", "add", &format!("10.{net}.0.2/24"), "dev", "cli0"]);
+            client.run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("10.{net}.0.2/24"),
+                "dev",
+                "cli0",
+            ]);
         }
-        Lab { server, client, net }
+        Lab {
+            server,
+            client,
+            net,
+        }
     }
 
     pub fn server_ip(&self) -> String {
@@ -208,11 +237,17 @@ impl Daemon {
                 return;
             }
             if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("daemon exited ({st}) before '{needle}':\n{}", self.log_text());
+                panic!(
+                    "daemon exited ({st}) before '{needle}':\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("'{needle}' not in the daemon log after {within:?}:\n{}", self.log_text());
+        panic!(
+            "'{needle}' not in the daemon log after {within:?}:\n{}",
+            self.log_text()
+        );
     }
 }
 
