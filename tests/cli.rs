@@ -392,3 +392,129 @@ fn check_in_a_netns_with_the_example_subnet() {
         format!("Error: {}: [bootp] pool_start: unable to detect network configuration: no interface's subnet holds pool_start 10.77.0.100 (host addresses: lo 127.0.0.1/8)\n", example("pybootd.ini").display())
     );
 }
+
+// ---- forward.sh ----
+
+fn forward_sh() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("forward.sh")
+}
+
+#[test]
+fn forward_sh_usage() {
+    let out = Command::new("sh").arg(forward_sh()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("Usage: forward.sh on -i WAN_IF -j LAN_IF\n"),
+        "{err}"
+    );
+    let out = Command::new("sh")
+        .arg(forward_sh())
+        .args(["sideways"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).ends_with("forward.sh: unknown mode 'sideways' (on, off or status)\n")
+    );
+    let out = Command::new("sh")
+        .arg(forward_sh())
+        .args(["on", "-i", "eth0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "forward.sh: missing -j LAN_IF\n");
+    let out = Command::new("sh")
+        .arg(forward_sh())
+        .args(["on", "-i", "eth0", "-j"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "forward.sh: -j needs an interface name\n"
+    );
+    let out = Command::new("sh")
+        .arg(forward_sh())
+        .arg("-h")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("off      remove the rules"));
+}
+
+#[test]
+fn forward_sh_on_off_in_a_netns() {
+    if !common::require_root("forward_sh_on_off_in_a_netns") {
+        return;
+    }
+    common::need_program("iptables");
+    let ns = Netns::new("pbf");
+    ns.run(&[
+        "ip", "link", "add", "wan0", "type", "veth", "peer", "name", "lan0",
+    ]);
+    ns.run(&["ip", "addr", "add", "10.77.0.1/24", "dev", "lan0"]);
+    let fwd = forward_sh();
+    let fwd = fwd.to_str().unwrap();
+    let ipfwd = |ns: &Netns| text(&ns.run(&["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout);
+    let rules = |ns: &Netns| text(&ns.run(&["iptables-save"]).stdout);
+    for before in ["0", "1"] {
+        ns.run(&[
+            "sh",
+            "-c",
+            &format!("echo {before} > /proc/sys/net/ipv4/ip_forward"),
+        ]);
+        let out = ns.cmd("sh").args([fwd, "off"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        assert!(text(&out.stdout).contains("Nothing to undo"));
+
+        let out = ns
+            .cmd("sh")
+            .args([fwd, "on", "-i", "wan0", "-j", "nope0"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            text(&out.stderr),
+            "forward.sh: no interface 'nope0' (see: ip link)\n"
+        );
+
+        let out = ns
+            .cmd("sh")
+            .args([fwd, "on", "-i", "wan0", "-j", "lan0"])
+            .output()
+            .unwrap();
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+        assert!(
+            stdout
+                .contains("+ iptables -t nat -A POSTROUTING -s 10.77.0.1/24 -o wan0 -j MASQUERADE"),
+            "prints what it changes: {stdout}"
+        );
+        assert_eq!(ipfwd(&ns), "1\n");
+        let r = rules(&ns);
+        assert!(r.contains("-A POSTROUTING -s 10.77.0.0/24 -o wan0"), "{r}");
+        assert!(r.contains("-A FORWARD -i lan0 -o wan0"), "{r}");
+        assert_eq!(r.matches("pybootd-forward").count(), 3, "{r}");
+
+        // Twice: refused, nothing added.
+        let out = ns
+            .cmd("sh")
+            .args([fwd, "on", "-i", "wan0", "-j", "lan0"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(rules(&ns).matches("pybootd-forward").count(), 3);
+        let out = ns.cmd("sh").args([fwd, "status"]).output().unwrap();
+        assert!(text(&out.stdout).contains("forwarding for netboot clients: on"));
+
+        let out = ns.cmd("sh").args([fwd, "off"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let r = rules(&ns);
+        assert!(
+            !r.contains("pybootd-forward") && !r.contains("MASQUERADE"),
+            "{r}"
+        );
+        assert_eq!(ipfwd(&ns), format!("{before}\n"), "off restores ip_forward");
+    }
+}
