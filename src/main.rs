@@ -47,7 +47,19 @@ fn served_net(config: &Config) -> Result<Option<ServerNet>> {
 fn real_main(cli: &Cli) -> Result<()> {
     let config = Config::load(&cli.config)?;
     if cli.http {
-        anyhow::bail!("the HTTP file server (-H, [httpd]) is not part of this build yet");
+        let Some(h) = &config.httpd else {
+            anyhow::bail!(
+                "{}: -H runs the HTTP file server of the [httpd] section, and there is none",
+                config.path.display()
+            );
+        };
+        if !cli.check && !h.root.is_dir() {
+            anyhow::bail!(
+                "{}: [httpd] root: {} is not a directory",
+                config.path.display(),
+                h.root.display()
+            );
+        }
     }
     if cli.dhcp_enabled() && config.bootp.is_none() {
         anyhow::bail!(
@@ -55,7 +67,10 @@ fn real_main(cli: &Cli) -> Result<()> {
             config.path.display()
         );
     }
-    let net = if cli.dhcp_enabled() || config.tftp.address.is_none() {
+    let needs_net = cli.dhcp_enabled()
+        || config.tftp.address.is_none()
+        || (cli.http && config.httpd.as_ref().is_some_and(|h| h.address.is_none()));
+    let net = if needs_net {
         match served_net(&config) {
             Ok(n) => n,
             Err(e) if !cli.dhcp_enabled() => {
@@ -74,8 +89,15 @@ fn real_main(cli: &Cli) -> Result<()> {
         .or(net.as_ref().map(|n| n.ip))
         .unwrap_or(Ipv4Addr::UNSPECIFIED);
 
+    let http_ip = config
+        .httpd
+        .as_ref()
+        .and_then(|h| h.address)
+        .or(net.as_ref().map(|n| n.ip))
+        .unwrap_or(Ipv4Addr::UNSPECIFIED);
+
     if cli.check {
-        print_check(cli, &config, net.as_ref(), tftp_ip);
+        print_check(cli, &config, net.as_ref(), tftp_ip, http_ip);
         return Ok(());
     }
 
@@ -96,6 +118,12 @@ fn real_main(cli: &Cli) -> Result<()> {
         let addr = SocketAddrV4::new(tftp_ip, config.tftp.port);
         sockets.tftp = Some(pybootd::bind_udp(addr).context("TFTP")?);
         bound.push(("TFTP", addr));
+    }
+    if cli.http {
+        let h = config.httpd.as_ref().expect("checked above");
+        let addr = SocketAddrV4::new(http_ip, h.port);
+        sockets.http = Some(pybootd::bind_tcp(addr).context("HTTP")?);
+        bound.push(("HTTP", addr));
     }
     if let Some(n) = &net {
         tracing::debug!(
@@ -141,7 +169,13 @@ fn real_main(cli: &Cli) -> Result<()> {
 }
 
 /// `--check`: what would be served, for the operator's dry run.
-fn print_check(cli: &Cli, config: &Config, net: Option<&ServerNet>, tftp_ip: Ipv4Addr) {
+fn print_check(
+    cli: &Cli,
+    config: &Config,
+    net: Option<&ServerNet>,
+    tftp_ip: Ipv4Addr,
+    http_ip: Ipv4Addr,
+) {
     println!("config: {} (valid)", config.path.display());
     if cli.dhcp_enabled() {
         let b = config.bootp.as_ref().expect("checked");
@@ -215,6 +249,24 @@ fn print_check(cli: &Cli, config: &Config, net: Option<&ServerNet>, tftp_ip: Ipv
         );
         for f in &config.filters {
             println!("tftp: filter {} -> {}", f.pattern, f.value);
+        }
+    }
+    if let (true, Some(h)) = (cli.http, &config.httpd) {
+        println!(
+            "http: listen {http_ip}:{}, root {}, check_ip {}",
+            h.port,
+            h.root.display(),
+            if h.check_ip && cli.dhcp_enabled() {
+                "on (pool and static addresses only)"
+            } else {
+                "off"
+            }
+        );
+        if !h.root.is_dir() {
+            println!(
+                "http: warning: root {} is not a directory (yet)",
+                h.root.display()
+            );
         }
     }
 }

@@ -154,7 +154,8 @@ pub struct TftpConfig {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpdConfig {
-    pub address: Ipv4Addr,
+    /// `None`: the server address found from `pool_start`, else 0.0.0.0.
+    pub address: Option<Ipv4Addr>,
     pub port: u16,
     pub root: PathBuf,
     pub check_ip: bool,
@@ -718,7 +719,7 @@ impl Validator<'_> {
         let Some(mut s) = self.section(&["httpd"])? else {
             return Ok(None);
         };
-        let address = s.ip("address")?.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let address = s.ip("address")?;
         let port = s.number("port", 80u16, 1, 65535)?;
         let root = PathBuf::from(s.string("root", "."));
         let check_ip = s.boolean("check_ip", true)?;
