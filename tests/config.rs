@@ -356,3 +356,49 @@ fn missing_file_is_one_line() {
         "Error: /nonexistent/pybootd.ini: cannot read: No such file or directory (os error 2)\n"
     );
 }
+
+/// Mutated fixtures never panic the parser or validator: every outcome is
+/// a Config or a ConfigError with a message (deterministic, no I/O).
+#[test]
+fn mutations_never_panic() {
+    let mut texts = Vec::new();
+    for dir in ["good", "bad"] {
+        for e in std::fs::read_dir(fixture(dir)).unwrap() {
+            texts.push(std::fs::read(e.unwrap().path()).unwrap());
+        }
+    }
+    let alphabet = b"[]=:;#\n\r\t -/0123456789abcdefABCDEF.%{}\\\"'\xc3\xa9\xff";
+    let mut x: u64 = 0x2545f4914f6cdd1d;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut ok, mut err) = (0, 0);
+    for round in 0..20000 {
+        let mut t = texts[round % texts.len()].clone();
+        for _ in 0..1 + round % 4 {
+            let r = next();
+            let pos = (r as usize) % (t.len() + 1);
+            let c = alphabet[(r >> 40) as usize % alphabet.len()];
+            match r % 3 {
+                0 if pos < t.len() => t[pos] = c,
+                1 if pos < t.len() => {
+                    t.remove(pos);
+                }
+                _ => t.insert(pos, c),
+            }
+        }
+        let text = String::from_utf8_lossy(&t);
+        match Config::parse(&text, Path::new("m.ini")) {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                let m = e.to_string();
+                assert!(m.starts_with("m.ini") && m.len() > 10, "{m}");
+                err += 1;
+            }
+        }
+    }
+    assert!(ok > 0 && err > 0, "ok {ok} err {err}");
+}

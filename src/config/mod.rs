@@ -209,8 +209,9 @@ impl Config {
         Config::parse(&text, path)
     }
 
-    /// Validates `text`; `path` is only used to name errors and to resolve
-    /// `./relative` roots (relative to the current directory, as upstream).
+    /// Validates `text` (pure); `path` only names the file in errors.
+    /// Relative roots stay relative: they resolve against the daemon's
+    /// current directory, as upstream.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let raw = RawIni::parse(text).map_err(|(line, message)| ConfigError {
             file: path.to_path_buf(),
