@@ -1,5 +1,6 @@
 //! Host interfaces: which one serves the pool. As upstream, the interface
 //! whose subnet holds `pool_start` gives the server address and netmask.
+//! `host_addrs` lists the interfaces; `select` and `check_pool` are pure.
 
 use std::net::Ipv4Addr;
 
@@ -28,6 +29,8 @@ impl ServerNet {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostAddr {
     pub ifname: String,
+    /// Interface index; 0 when unknown.
+    pub ifindex: u32,
     pub ip: Ipv4Addr,
     pub netmask: Ipv4Addr,
 }
@@ -39,6 +42,7 @@ pub fn host_addrs() -> std::io::Result<Vec<HostAddr>> {
         .filter_map(|i| match i.addr {
             if_addrs::IfAddr::V4(a) => Some(HostAddr {
                 ifname: i.name.clone(),
+                ifindex: i.index.unwrap_or(0),
                 ip: a.ip,
                 netmask: a.netmask,
             }),
@@ -90,7 +94,7 @@ pub fn select(
     };
     Ok(ServerNet {
         ifname: a.ifname.clone(),
-        ifindex: ifindex(&a.ifname),
+        ifindex: a.ifindex,
         ip: a.ip,
         netmask: netmask.unwrap_or(a.netmask),
     })
@@ -135,7 +139,8 @@ pub fn check_pool(net: &ServerNet, pool_start: Ipv4Addr, pool_count: u32) -> Res
     Ok(())
 }
 
-/// The kernel's index for an interface name, 0 when unknown.
+/// The kernel's index for an interface name, 0 when unknown (reads
+/// `/sys/class/net/NAME/ifindex`).
 pub fn ifindex(name: &str) -> u32 {
     std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
         .ok()
@@ -151,11 +156,13 @@ mod tests {
         vec![
             HostAddr {
                 ifname: "lo".into(),
+                ifindex: 1,
                 ip: Ipv4Addr::new(127, 0, 0, 1),
                 netmask: Ipv4Addr::new(255, 0, 0, 0),
             },
             HostAddr {
                 ifname: "br0".into(),
+                ifindex: 3,
                 ip: Ipv4Addr::new(10, 77, 0, 1),
                 netmask: Ipv4Addr::new(255, 255, 255, 0),
             },
@@ -171,7 +178,7 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(n.ifname, "br0");
+        assert_eq!((n.ifname.as_str(), n.ifindex), ("br0", 3));
         assert_eq!(n.ip, Ipv4Addr::new(10, 77, 0, 1));
         assert_eq!(n.broadcast(), Ipv4Addr::new(10, 77, 0, 255));
         let e = select(
