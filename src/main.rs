@@ -186,7 +186,7 @@ fn print_check(
             b.address, b.port, n.ifname, n.ip, n.netmask
         );
         println!(
-            "dhcp: pool {}..{} ({} addresses), {} static, lease {} s, access {:?}, simple DHCP {}",
+            "dhcp: pool {}..{} ({} addresses), {} static, lease {} s, access {}, simple DHCP {}",
             b.pool_start,
             last,
             b.pool_count,

@@ -145,7 +145,7 @@ fn check_prints_what_would_be_served() {
     let p = example_on_lo(&s, "acl.ini");
     let stdout = text(&run(&["--check", "-c", p.to_str().unwrap()]).stdout);
     assert!(
-        stdout.contains("2 static") && stdout.contains("access Mac"),
+        stdout.contains("2 static") && stdout.contains("access mac"),
         "{stdout}"
     );
     assert!(stdout.contains("leases in memory only"), "{stdout}");

@@ -81,6 +81,17 @@ pub enum Access {
     Http,
 }
 
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Access::None => "none",
+            Access::Mac => "mac",
+            Access::Uuid => "uuid",
+            Access::Http => "http",
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Dns {
     /// The host's `/etc/resolv.conf` name servers, read at start-up.
