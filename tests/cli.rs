@@ -378,6 +378,32 @@ fn check_in_a_netns_with_the_example_subnet() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
+    // And run it there, on the real ports 67 and 69 (root), with the
+    // journal and TFTP root moved to a scratch directory.
+    let s = Scratch::new("nsrun");
+    let t = std::fs::read_to_string(example("pybootd.ini"))
+        .unwrap()
+        .replace(
+            "lease_file = /var/lib/pybootd/leases.jsonl",
+            &format!("lease_file = {}", s.path.join("leases.jsonl").display()),
+        )
+        .replace("root = /srv/tftp", &format!("root = {}", s.path.display()));
+    let p = s.write("pybootd.ini", t.as_bytes());
+    let mut cmd = ns.cmd(pybootd_bin());
+    cmd.arg("-c").arg(&p);
+    let mut d = Daemon::spawn(cmd, s.path.join("log"));
+    d.wait_log("pybootd running", Duration::from_secs(10));
+    let ss = text(&ns.run(&["ss", "-lunH"]).stdout);
+    assert!(ss.contains("0.0.0.0:67"), "{ss}");
+    assert!(ss.contains("10.77.0.1:69"), "{ss}");
+    kill(d.child.id(), "TERM");
+    assert_eq!(
+        wait_exit(&mut d, Duration::from_secs(10)).code(),
+        Some(0),
+        "{}",
+        d.log_text()
+    );
+
     // The same file in a namespace without that subnet: the upstream FAQ's
     // error, clearly.
     let bare = Netns::new("pbk");
