@@ -70,12 +70,15 @@ fn real_main(cli: &Cli) -> Result<()> {
     let needs_net = cli.dhcp_enabled()
         || config.tftp.address.is_none()
         || (cli.http && config.httpd.as_ref().is_some_and(|h| h.address.is_none()));
+    // Why the served network is unknown when TFTP/HTTP run without DHCP
+    // (logged once logging is up).
+    let mut net_note = None;
     let net = if needs_net {
         match served_net(&config) {
             Ok(n) => n,
             Err(e) if !cli.dhcp_enabled() => {
                 // TFTP alone can listen on 0.0.0.0.
-                tracing::debug!("{e:#}");
+                net_note = Some(format!("{e:#}"));
                 None
             }
             Err(e) => return Err(e),
@@ -125,6 +128,9 @@ fn real_main(cli: &Cli) -> Result<()> {
         sockets.http = Some(pybootd::bind_tcp(addr).context("HTTP")?);
         bound.push(("HTTP", addr));
     }
+    if let Some(note) = net_note {
+        tracing::info!("no served network, listening on 0.0.0.0 where no address is set: {note}");
+    }
     if let Some(n) = &net {
         tracing::debug!(
             ifname = %n.ifname,
@@ -159,9 +165,19 @@ fn real_main(cli: &Cli) -> Result<()> {
             stop.cancel();
         });
         tracing::info!(pid = std::process::id(), "pybootd running");
-        pybootd::run(config, net, sockets, shutdown)
-            .await
-            .map_err(anyhow::Error::from)
+        // Bounded stop: once cancelled, services get the grace period (and
+        // a second) to end; then whatever still runs is abandoned.
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(pybootd::SHUTDOWN_GRACE + std::time::Duration::from_secs(1)).await;
+        };
+        tokio::select! {
+            r = pybootd::run(config, net, sockets, shutdown.clone()) => r.map_err(anyhow::Error::from),
+            () = deadline => {
+                tracing::warn!("services did not stop within the grace period; abandoning them");
+                Ok(())
+            }
+        }
     })?;
     // Tasks that did not finish in the grace period are dropped here.
     rt.shutdown_timeout(pybootd::SHUTDOWN_GRACE);
