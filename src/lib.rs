@@ -15,6 +15,7 @@
 //! | [`acl`] | `[mac]`/`[uuid]` rules (pure); `acl::http`, the HTTP check | http.rs only |
 //! | [`filters`] | `[filters]` name rewriting (pure) | none |
 //! | [`tftp`] | TFTP listener, one task per transfer, sources | sockets, files, HTTP |
+//! | [`httpd`] | `[httpd]` static files over HTTP (`-H`); request parsing pure | TCP, files |
 //! | [`logging`] | `[logger]` -> tracing subscriber | the log sink |
 //!
 //! [`run`] starts the enabled services on sockets that `main` has bound,
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod dhcp;
 pub mod filters;
+pub mod httpd;
 pub mod leases;
 pub mod logging;
 pub mod netif;
@@ -50,6 +52,8 @@ pub struct Sockets {
     pub dhcp: Option<UdpSocket>,
     /// The TFTP listening socket (`[tftp] address:port`), when TFTP runs.
     pub tftp: Option<UdpSocket>,
+    /// The HTTP listener (`[httpd] address:port`), with `-H`.
+    pub http: Option<std::net::TcpListener>,
 }
 
 /// Runs every service that has a socket until `shutdown` is cancelled, then
@@ -62,6 +66,19 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(listener) = sockets.http {
+        let h = config.httpd.as_ref().ok_or_else(|| {
+            std::io::Error::other("the HTTP file server needs an [httpd] section")
+        })?;
+        // As upstream, check_ip applies when this daemon hands out the
+        // addresses: then only addresses it hands out may fetch.
+        let check = match (&config.bootp, sockets.dhcp.is_some() && h.check_ip) {
+            (Some(b), true) => Some(httpd_client_check(b, &config.static_dhcp)),
+            _ => None,
+        };
+        let server = httpd::HttpServer::new(&h.root, listener, check)?;
+        tasks.spawn(server.serve(shutdown.clone()));
+    }
     if let Some(sock) = sockets.dhcp {
         let net = net.clone().ok_or_else(|| {
             std::io::Error::other(
@@ -98,13 +115,51 @@ pub async fn run(
     result
 }
 
-/// Binds a UDP socket the way the services need it: SO_REUSEADDR (a
-/// restart does not wait), SO_BROADCAST (DHCP replies), non-blocking (for
-/// tokio). Errors say which address could not be bound and why.
+/// `[httpd] check_ip`: the client must hold an address this daemon hands
+/// out (the pool or a `[static_dhcp]` entry).
+fn httpd_client_check(
+    b: &config::BootpConfig,
+    statics: &[(wire::MacAddr, std::net::Ipv4Addr)],
+) -> httpd::ClientCheck {
+    let first = u32::from(b.pool_start);
+    let count = b.pool_count;
+    let statics: Vec<std::net::Ipv4Addr> = statics.iter().map(|(_, ip)| *ip).collect();
+    Arc::new(move |ip| {
+        let n = u32::from(ip);
+        (n >= first && u64::from(n - first) < u64::from(count)) || statics.contains(&ip)
+    })
+}
+
+/// Binds a TCP listener (SO_REUSEADDR: a restart does not wait for
+/// TIME_WAIT; Linux still refuses a second listener on the port).
+pub fn bind_tcp(addr: std::net::SocketAddrV4) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&std::net::SocketAddr::V4(addr).into())
+        .and_then(|()| s.listen(128))
+        .map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::PermissionDenied => {
+                    " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+                }
+                std::io::ErrorKind::AddrInUse => " (another server holds it)",
+                _ => "",
+            };
+            std::io::Error::new(e.kind(), format!("cannot bind TCP {addr}: {e}{hint}"))
+        })?;
+    Ok(s.into())
+}
+
+/// Binds a UDP socket the way the services need it: SO_BROADCAST (DHCP
+/// replies), non-blocking (for tokio). Not SO_REUSEADDR: UDP has no
+/// TIME_WAIT to skip, and on Linux it would let a second server (another
+/// pybootd, a dnsmasq) share the port silently instead of failing here.
+/// Errors say which address could not be bound and why.
 pub fn bind_udp(addr: std::net::SocketAddrV4) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_address(true)?;
     s.set_broadcast(true)?;
     s.set_nonblocking(true)?;
     s.bind(&std::net::SocketAddr::V4(addr).into())

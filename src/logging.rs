@@ -1,7 +1,7 @@
 //! `[logger]` -> a tracing subscriber: stderr, stdout, a file, syslog or
 //! nothing, at the configured level (`-d` raises it to debug).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
 use tracing::Level;
@@ -52,8 +52,15 @@ pub fn init(cfg: &LoggerConfig, debug: bool) -> Result<(), String> {
         .with_target(false);
     let res = match cfg.kind {
         LogKind::None => return Ok(()),
-        LogKind::Stderr => builder.with_writer(std::io::stderr).try_init(),
-        LogKind::Stdout => builder.with_writer(std::io::stdout).try_init(),
+        // Colours only for a terminal: a log file or journal gets plain text.
+        LogKind::Stderr => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .try_init(),
+        LogKind::Stdout => builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_writer(std::io::stdout)
+            .try_init(),
         LogKind::File => {
             let path = cfg.file.as_ref().ok_or("[logger] file: missing")?;
             let f = std::fs::OpenOptions::new()
@@ -78,4 +85,40 @@ pub fn init(cfg: &LoggerConfig, debug: bool) -> Result<(), String> {
         }
     };
     res.map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syslog_framing() {
+        let dir = std::env::temp_dir().join(format!("pybootd-syslog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log");
+        let _ = std::fs::remove_file(&path);
+        let server = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        client.connect(&path).unwrap();
+        let mut w = Syslog { sock: Some(client) };
+        w.write_all(b" INFO TFTP listening addr=10.0.0.1:69\n")
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = server.recv(&mut buf).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&buf[..n]).unwrap(),
+            format!(
+                "<30>pybootd[{}]:  INFO TFTP listening addr=10.0.0.1:69",
+                std::process::id()
+            )
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn levels() {
+        assert_eq!(level(LogLevel::Critical), Level::ERROR);
+        assert_eq!(level(LogLevel::Warning), Level::WARN);
+        assert_eq!(level(LogLevel::Debug), Level::DEBUG);
+    }
 }

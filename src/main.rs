@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use pybootd::cli::Cli;
@@ -36,15 +37,29 @@ fn served_net(config: &Config) -> Result<Option<ServerNet>> {
         return Ok(None);
     };
     let addrs = netif::host_addrs().context("cannot list the host's interfaces")?;
-    netif::select(&addrs, b.pool_start, b.address, b.netmask)
-        .map(Some)
-        .map_err(|m| anyhow::anyhow!("{}: [bootp] pool_start: {m}", config.path.display()))
+    let net = netif::select(&addrs, b.pool_start, b.address, b.netmask)
+        .map_err(|m| anyhow::anyhow!("{}: [bootp] pool_start: {m}", config.path.display()))?;
+    netif::check_pool(&net, b.pool_start, b.pool_count)
+        .map_err(|m| anyhow::anyhow!("{}: [bootp] pool_count: {m}", config.path.display()))?;
+    Ok(Some(net))
 }
 
 fn real_main(cli: &Cli) -> Result<()> {
     let config = Config::load(&cli.config)?;
     if cli.http {
-        anyhow::bail!("the HTTP file server (-H, [httpd]) is not part of this build yet");
+        let Some(h) = &config.httpd else {
+            anyhow::bail!(
+                "{}: -H runs the HTTP file server of the [httpd] section, and there is none",
+                config.path.display()
+            );
+        };
+        if !cli.check && !h.root.is_dir() {
+            anyhow::bail!(
+                "{}: [httpd] root: {} is not a directory",
+                config.path.display(),
+                h.root.display()
+            );
+        }
     }
     if cli.dhcp_enabled() && config.bootp.is_none() {
         anyhow::bail!(
@@ -52,12 +67,18 @@ fn real_main(cli: &Cli) -> Result<()> {
             config.path.display()
         );
     }
-    let net = if cli.dhcp_enabled() || config.tftp.address.is_none() {
+    let needs_net = cli.dhcp_enabled()
+        || config.tftp.address.is_none()
+        || (cli.http && config.httpd.as_ref().is_some_and(|h| h.address.is_none()));
+    // Why the served network is unknown when TFTP/HTTP run without DHCP
+    // (logged once logging is up).
+    let mut net_note = None;
+    let net = if needs_net {
         match served_net(&config) {
             Ok(n) => n,
             Err(e) if !cli.dhcp_enabled() => {
                 // TFTP alone can listen on 0.0.0.0.
-                tracing::debug!("{e:#}");
+                net_note = Some(format!("{e:#}"));
                 None
             }
             Err(e) => return Err(e),
@@ -71,8 +92,15 @@ fn real_main(cli: &Cli) -> Result<()> {
         .or(net.as_ref().map(|n| n.ip))
         .unwrap_or(Ipv4Addr::UNSPECIFIED);
 
+    let http_ip = config
+        .httpd
+        .as_ref()
+        .and_then(|h| h.address)
+        .or(net.as_ref().map(|n| n.ip))
+        .unwrap_or(Ipv4Addr::UNSPECIFIED);
+
     if cli.check {
-        print_check(cli, &config, net.as_ref(), tftp_ip);
+        print_check(cli, &config, net.as_ref(), tftp_ip, http_ip);
         return Ok(());
     }
 
@@ -82,16 +110,38 @@ fn real_main(cli: &Cli) -> Result<()> {
     // Bind everything before anything runs: a port in use or a missing
     // privilege is one clear error, not a half-started daemon.
     let mut sockets = Sockets::default();
+    let mut bound = Vec::new();
     if cli.dhcp_enabled() {
         let b = config.bootp.as_ref().expect("checked above");
         let addr = SocketAddrV4::new(b.address, b.port);
-        sockets.dhcp = Some(pybootd::bind_udp(addr)?);
-        tracing::info!(%addr, "BOOTP/DHCP listening");
+        sockets.dhcp = Some(pybootd::bind_udp(addr).context("BOOTP/DHCP")?);
+        bound.push(("BOOTP/DHCP", addr));
     }
     if cli.tftp_enabled() {
         let addr = SocketAddrV4::new(tftp_ip, config.tftp.port);
-        sockets.tftp = Some(pybootd::bind_udp(addr)?);
-        tracing::info!(%addr, "TFTP listening");
+        sockets.tftp = Some(pybootd::bind_udp(addr).context("TFTP")?);
+        bound.push(("TFTP", addr));
+    }
+    if cli.http {
+        let h = config.httpd.as_ref().expect("checked above");
+        let addr = SocketAddrV4::new(http_ip, h.port);
+        sockets.http = Some(pybootd::bind_tcp(addr).context("HTTP")?);
+        bound.push(("HTTP", addr));
+    }
+    if let Some(note) = net_note {
+        tracing::info!("no served network, listening on 0.0.0.0 where no address is set: {note}");
+    }
+    if let Some(n) = &net {
+        tracing::debug!(
+            ifname = %n.ifname,
+            ifindex = n.ifindex,
+            ip = %n.ip,
+            netmask = %n.netmask,
+            "served network"
+        );
+    }
+    for (service, addr) in bound {
+        tracing::info!(%addr, "{service} listening");
     }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -101,38 +151,47 @@ fn real_main(cli: &Cli) -> Result<()> {
     let shutdown = CancellationToken::new();
     let config = Arc::new(config);
     rt.block_on(async {
+        // Handlers first, so that a signal sent as soon as "running" shows
+        // is a graceful stop, not the default kill.
+        let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!(signal = name, "shutting down");
             stop.cancel();
         });
-        pybootd::run(config, net, sockets, shutdown).await
+        tracing::info!(pid = std::process::id(), "pybootd running");
+        // Bounded stop: once cancelled, services get the grace period (and
+        // a second) to end; then whatever still runs is abandoned.
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(pybootd::SHUTDOWN_GRACE + std::time::Duration::from_secs(1)).await;
+        };
+        tokio::select! {
+            r = pybootd::run(config, net, sockets, shutdown.clone()) => r.map_err(anyhow::Error::from),
+            () = deadline => {
+                tracing::warn!("services did not stop within the grace period; abandoning them");
+                Ok(())
+            }
+        }
     })?;
     // Tasks that did not finish in the grace period are dropped here.
     rt.shutdown_timeout(pybootd::SHUTDOWN_GRACE);
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the daemon still runs; it just cannot
-        // stop gracefully.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-}
-
 /// `--check`: what would be served, for the operator's dry run.
-fn print_check(cli: &Cli, config: &Config, net: Option<&ServerNet>, tftp_ip: Ipv4Addr) {
+fn print_check(
+    cli: &Cli,
+    config: &Config,
+    net: Option<&ServerNet>,
+    tftp_ip: Ipv4Addr,
+    http_ip: Ipv4Addr,
+) {
     println!("config: {} (valid)", config.path.display());
     if cli.dhcp_enabled() {
         let b = config.bootp.as_ref().expect("checked");
@@ -143,7 +202,7 @@ fn print_check(cli: &Cli, config: &Config, net: Option<&ServerNet>, tftp_ip: Ipv
             b.address, b.port, n.ifname, n.ip, n.netmask
         );
         println!(
-            "dhcp: pool {}..{} ({} addresses), {} static, lease {} s, access {:?}, simple DHCP {}",
+            "dhcp: pool {}..{} ({} addresses), {} static, lease {} s, access {}, simple DHCP {}",
             b.pool_start,
             last,
             b.pool_count,
@@ -184,12 +243,46 @@ fn print_check(cli: &Cli, config: &Config, net: Option<&ServerNet>, tftp_ip: Ipv
             Root::Http(u) => format!("{u} (HTTP)"),
         };
         println!("tftp: listen {tftp_ip}:{}, root {root}", t.port);
+        if let Root::Local(p) = &t.root {
+            if !p.is_dir() {
+                println!(
+                    "tftp: warning: root {} is not a directory (yet)",
+                    p.display()
+                );
+            }
+        }
+        match &t.upload_dir {
+            Some(d) => println!(
+                "tftp: uploads to {} (max {} bytes)",
+                d.display(),
+                t.upload_max
+            ),
+            None => println!("tftp: uploads refused (no upload_dir)"),
+        }
         println!(
             "tftp: blksize {} (max {}), timeout {:?} x {} retries, {} transfers at once",
             t.blocksize, t.max_blocksize, t.timeout, t.retries, t.max_transfers
         );
         for f in &config.filters {
             println!("tftp: filter {} -> {}", f.pattern, f.value);
+        }
+    }
+    if let (true, Some(h)) = (cli.http, &config.httpd) {
+        println!(
+            "http: listen {http_ip}:{}, root {}, check_ip {}",
+            h.port,
+            h.root.display(),
+            if h.check_ip && cli.dhcp_enabled() {
+                "on (pool and static addresses only)"
+            } else {
+                "off"
+            }
+        );
+        if !h.root.is_dir() {
+            println!(
+                "http: warning: root {} is not a directory (yet)",
+                h.root.display()
+            );
         }
     }
 }

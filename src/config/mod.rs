@@ -81,6 +81,17 @@ pub enum Access {
     Http,
 }
 
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Access::None => "none",
+            Access::Mac => "mac",
+            Access::Uuid => "uuid",
+            Access::Http => "http",
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Dns {
     /// The host's `/etc/resolv.conf` name servers, read at start-up.
@@ -103,6 +114,9 @@ pub struct BootpConfig {
     pub servername: String,
     pub dns: Dns,
     pub gateway: Option<Ipv4Addr>,
+    /// Send the router option (3) at all; upstream's sample file carries
+    /// `set_gateway = true`. Default true.
+    pub set_gateway: bool,
     pub netmask: Option<Ipv4Addr>,
     pub notify: Vec<SocketAddrV4>,
     /// How long to wait for the HTTP ACL server.
@@ -151,7 +165,8 @@ pub struct TftpConfig {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpdConfig {
-    pub address: Ipv4Addr,
+    /// `None`: the server address found from `pool_start`, else 0.0.0.0.
+    pub address: Option<Ipv4Addr>,
     pub port: u16,
     pub root: PathBuf,
     pub check_ip: bool,
@@ -205,8 +220,9 @@ impl Config {
         Config::parse(&text, path)
     }
 
-    /// Validates `text`; `path` is only used to name errors and to resolve
-    /// `./relative` roots (relative to the current directory, as upstream).
+    /// Validates `text` (pure); `path` only names the file in errors.
+    /// Relative roots stay relative: they resolve against the daemon's
+    /// current directory, as upstream.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let raw = RawIni::parse(text).map_err(|(line, message)| ConfigError {
             file: path.to_path_buf(),
@@ -225,6 +241,19 @@ impl Config {
             .or(self.bootfile.default.as_ref())
             .or(self.bootp.as_ref().and_then(|b| b.boot_file.as_ref()))
             .map(String::as_str)
+    }
+}
+
+/// "'v' is not <what>", with a hint when an indented line was taken as
+/// the continuation of this value (ConfigParser's rule).
+fn not_a(v: &str, what: &str) -> String {
+    if v.contains('\n') {
+        format!(
+            "'{}' is not {what}: an indented line continues the value above it; unindent it",
+            v.replace('\n', "\\n")
+        )
+    } else {
+        format!("'{v}' is not {what}")
     }
 }
 
@@ -266,6 +295,21 @@ impl<'a> Section<'a> {
         self.raw.get(key)
     }
 
+    /// A key with an alternative spelling; both at once is an error.
+    fn either(
+        &mut self,
+        key: &'static str,
+        alias: &'static str,
+    ) -> Result<Option<&'a str>, ConfigError> {
+        match (self.get(key), self.get(alias)) {
+            (Some(_), Some(_)) => Err(self.err(
+                Some(alias),
+                format!("{alias} is another spelling of {key}; keep one"),
+            )),
+            (a, b) => Ok(a.or(b)),
+        }
+    }
+
     fn string(&mut self, key: &'static str, default: &str) -> String {
         self.get(key).unwrap_or(default).to_string()
     }
@@ -280,7 +324,7 @@ impl<'a> Section<'a> {
             Some(v) => v
                 .parse::<T>()
                 .map(Some)
-                .map_err(|_| self.err(Some(key), format!("'{v}' is not {what}"))),
+                .map_err(|_| self.err(Some(key), not_a(v, what))),
         }
     }
 
@@ -312,13 +356,15 @@ impl<'a> Section<'a> {
 
     fn number<T>(&mut self, key: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
     where
-        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+        T: TryFrom<i128> + Into<i128> + fmt::Display + Copy,
     {
-        let v = self.parsed::<T>(key, "a whole number")?.unwrap_or(default);
-        if v < min || v > max {
+        let Some(v) = self.parsed::<i128>(key, "a whole number")? else {
+            return Ok(default);
+        };
+        if v < min.into() || v > max.into() {
             return Err(self.err(Some(key), format!("{v} is out of range [{min}, {max}]")));
         }
-        Ok(v)
+        T::try_from(v).map_err(|_| self.err(Some(key), format!("{v} is out of range")))
     }
 
     /// Every key not read is unknown: an error naming it.
@@ -532,7 +578,11 @@ impl Validator<'_> {
         let allow_simple_dhcp = s.boolean("allow_simple_dhcp", false)?;
         let boot_file = s.get("boot_file").map(str::to_string);
         let domain = s.string("domain", "localdomain");
-        let servername = s.string("servername", "unknown");
+        // Upstream's own sample spells it `server_name`.
+        let servername = s
+            .either("servername", "server_name")?
+            .unwrap_or("unknown")
+            .to_string();
         let dns = match s.get("dns") {
             None => Dns::List(Vec::new()),
             Some(v) if v.trim().eq_ignore_ascii_case("auto") => Dns::Auto,
@@ -547,11 +597,15 @@ impl Validator<'_> {
             }
         };
         let gateway = s.ip("gateway")?;
+        let set_gateway = s.boolean("set_gateway", true)?;
         let netmask = s.ip("netmask")?;
         if let Some(m) = netmask {
             let bits = u32::from(m);
-            if bits.leading_ones() + bits.trailing_zeros() != 32 {
-                return Err(s.err(Some("netmask"), format!("'{m}' is not a netmask")));
+            if bits.leading_ones() + bits.trailing_zeros() != 32 || bits == 0 {
+                return Err(s.err(
+                    Some("netmask"),
+                    format!("'{m}' is not a netmask (its one bits must be contiguous, e.g. 255.255.255.0)"),
+                ));
             }
         }
         let mut notify = Vec::new();
@@ -582,6 +636,7 @@ impl Validator<'_> {
             servername,
             dns,
             gateway,
+            set_gateway,
             netmask,
             notify,
             timeout,
@@ -596,8 +651,14 @@ impl Validator<'_> {
         let mut out = BootfileConfig::default();
         for (k, v, _) in &s.raw.entries {
             if k == "default" {
+                if v.is_empty() {
+                    return Err(s.err(Some(k), "empty boot file name"));
+                }
                 out.default = Some(v.clone());
                 continue;
+            }
+            if v.is_empty() {
+                return Err(s.err(Some(k), "empty boot file name"));
             }
             let arch: u16 = k.parse().map_err(|_| {
                 s.err(Some(k), "not an architecture: use 'default' or a number such as 00000 (BIOS) or 00007 (EFI x86-64)")
@@ -626,7 +687,17 @@ impl Validator<'_> {
         let address = s.ip("address")?;
         let port = s.number("port", 69u16, 1, 65535)?;
         let blocksize = s.number("blocksize", 512u16, 8, 65464)?;
-        let max_blocksize = s.number("max_blocksize", 1468u16, 8, 65464)?;
+        let max_blocksize = match s.parsed::<u16>("max_blocksize", "a whole number")? {
+            // An upstream file that raised blocksize keeps working.
+            None => blocksize.max(1468),
+            Some(_) => s.number("max_blocksize", 1468u16, 8, 65464)?,
+        };
+        if blocksize > max_blocksize {
+            return Err(s.err(
+                Some("blocksize"),
+                format!("{blocksize} is larger than max_blocksize {max_blocksize}"),
+            ));
+        }
         let timeout = s.seconds("timeout", 2.0)?;
         let retries = s.number("retries", 5u32, 0, 100)?;
         let root = match s.get("root").map(str::trim) {
@@ -636,7 +707,7 @@ impl Validator<'_> {
             }
             Some(v) => Root::Local(PathBuf::from(v)),
         };
-        let max_transfers = s.number("max_transfers", 512usize, 1, 1 << 16)?;
+        let max_transfers = s.number("max_transfers", 512u32, 1, 1 << 16)? as usize;
         let max_windowsize = s.number("max_windowsize", 64u16, 1, 1024)?;
         let upload_dir = s.get("upload_dir").map(PathBuf::from);
         let upload_max = s.number("upload_max", 64u64 << 20, 0, u64::MAX)?;
@@ -660,7 +731,7 @@ impl Validator<'_> {
         let Some(mut s) = self.section(&["httpd"])? else {
             return Ok(None);
         };
-        let address = s.ip("address")?.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let address = s.ip("address")?;
         let port = s.number("port", 80u16, 1, 65535)?;
         let root = PathBuf::from(s.string("root", "."));
         let check_ip = s.boolean("check_ip", true)?;
@@ -748,6 +819,9 @@ impl Validator<'_> {
         let mut out: Vec<(MacAddr, Ipv4Addr)> = Vec::new();
         for (k, v, _) in &s.raw.entries {
             let mac: MacAddr = k.parse().map_err(|m: String| s.err(Some(k), m))?;
+            if out.iter().any(|(m, _)| *m == mac) {
+                return Err(s.err(Some(k), format!("{mac} is listed twice")));
+            }
             let ip: Ipv4Addr = v
                 .parse()
                 .map_err(|_| s.err(Some(k), format!("'{v}' is not an IPv4 address")))?;

@@ -1,0 +1,484 @@
+//! The `[httpd]` static file server (`-H`): HTTP/1.x GET and HEAD of
+//! regular files under `root`, one tracked task per connection, capped;
+//! for iPXE and installers that go on over HTTP after TFTP. Request parsing
+//! and path resolution (`parse_request`, `resolve`) are pure.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Decides whether a client address may fetch files (`check_ip`).
+pub type ClientCheck = Arc<dyn Fn(Ipv4Addr) -> bool + Send + Sync>;
+
+/// Connections served at once; more wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 256;
+/// The request head must arrive within this time and size.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_HEAD: usize = 8192;
+/// A stalled reader is dropped after this long without progress.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+}
+
+/// A request line, parsed: the method and the decoded path (still
+/// untrusted: see [`resolve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+}
+
+/// Why a request is refused, as an HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    TooLarge,
+}
+
+impl Refusal {
+    fn status(self) -> (u16, &'static str) {
+        match self {
+            Refusal::BadRequest => (400, "Bad Request"),
+            Refusal::Unauthorized => (401, "Unauthorized"),
+            Refusal::Forbidden => (403, "Forbidden"),
+            Refusal::NotFound => (404, "Not Found"),
+            Refusal::MethodNotAllowed => (405, "Method Not Allowed"),
+            Refusal::TooLarge => (431, "Request Header Fields Too Large"),
+        }
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes `%XX` escapes; `None` for a bad escape, a NUL or non-UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = hex(*b.get(i + 1)?)?;
+            let l = hex(*b.get(i + 2)?)?;
+            out.push(h << 4 | l);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    if out.contains(&0) {
+        return None;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Parses the request head (request line and headers, up to the blank
+/// line). Pure; never panics on any input.
+pub fn parse_request(head: &[u8]) -> Result<Request, Refusal> {
+    let text = std::str::from_utf8(head).map_err(|_| Refusal::BadRequest)?;
+    let line = text.lines().next().ok_or(Refusal::BadRequest)?;
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Refusal::BadRequest);
+    };
+    if !matches!(version, "HTTP/1.0" | "HTTP/1.1") {
+        return Err(Refusal::BadRequest);
+    }
+    let method = match method {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        m if !m.is_empty() && m.bytes().all(|c| c.is_ascii_uppercase()) => {
+            return Err(Refusal::MethodNotAllowed)
+        }
+        _ => return Err(Refusal::BadRequest),
+    };
+    // Absolute-form (`http://host/path`) is allowed by HTTP/1.1.
+    let target = match target.strip_prefix("http://") {
+        Some(rest) => &rest[rest.find('/').ok_or(Refusal::BadRequest)?..],
+        None => target,
+    };
+    let raw = target.split(['?', '#']).next().unwrap_or("");
+    if !raw.starts_with('/') {
+        return Err(Refusal::BadRequest);
+    }
+    let path = percent_decode(raw).ok_or(Refusal::BadRequest)?;
+    Ok(Request { method, path })
+}
+
+/// Maps a decoded request path to a file under `root` (pure: no file
+/// system access). `..` anywhere is refused, `.` and empty segments are
+/// skipped; the caller still checks the real path stays under the root
+/// (symbolic links).
+pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, Refusal> {
+    let mut out = root.to_path_buf();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => return Err(Refusal::Forbidden),
+            s => {
+                // One normal component each: no separators, no prefixes.
+                let mut c = Path::new(s).components();
+                match (c.next(), c.next()) {
+                    (Some(Component::Normal(n)), None) => out.push(n),
+                    _ => return Err(Refusal::Forbidden),
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn content_type(p: &Path) -> &'static str {
+    match p
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("txt" | "cfg" | "conf" | "ipxe" | "sh" | "seed" | "preseed") => {
+            "text/plain; charset=utf-8"
+        }
+        Some("json") => "application/json",
+        Some("iso") => "application/x-iso9660-image",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The HTTP file server, on a listener `main` (or a test) bound.
+pub struct HttpServer {
+    root: PathBuf,
+    listener: TcpListener,
+    check: Option<ClientCheck>,
+}
+
+impl HttpServer {
+    /// `root` must exist; `check`, when set, decides which client
+    /// addresses may fetch (`check_ip`).
+    pub fn new(
+        root: &Path,
+        listener: std::net::TcpListener,
+        check: Option<ClientCheck>,
+    ) -> std::io::Result<Self> {
+        let root = root.canonicalize().map_err(|e| {
+            std::io::Error::new(e.kind(), format!("[httpd] root {}: {e}", root.display()))
+        })?;
+        listener.set_nonblocking(true)?;
+        Ok(HttpServer {
+            root,
+            listener: TcpListener::from_std(listener)?,
+            check,
+        })
+    }
+
+    pub async fn serve(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let tracker = TaskTracker::new();
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let root = Arc::new(self.root);
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = slots.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = self.listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // EMFILE and the like: wait a little, do not spin.
+                        tracing::warn!(error = %e, "HTTP accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let root = root.clone();
+            let check = self.check.clone();
+            let stop = shutdown.clone();
+            tracker.spawn(async move {
+                let _permit = permit;
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = handle(stream, peer, &root, check.as_ref()) => {}
+                }
+            });
+        }
+        tracker.close();
+        // Connections end with the token; this wait is short.
+        let _ = tokio::time::timeout(crate::SHUTDOWN_GRACE, tracker.wait()).await;
+        Ok(())
+    }
+}
+
+async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, Refusal> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|_| Refusal::BadRequest)?;
+        if n == 0 {
+            return Err(Refusal::BadRequest);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            buf.truncate(end);
+            return Ok(buf);
+        }
+        if let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+            buf.truncate(end);
+            return Ok(buf);
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(Refusal::TooLarge);
+        }
+    }
+}
+
+async fn send_error(stream: &mut TcpStream, r: Refusal, head_only: bool) {
+    let (code, reason) = r.status();
+    let body = format!("{code} {reason}\n");
+    let mut msg = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if r == Refusal::MethodNotAllowed {
+        msg += "Allow: GET, HEAD\r\n";
+    }
+    msg += "\r\n";
+    if !head_only {
+        msg += &body;
+    }
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(msg.as_bytes())).await;
+    // Lingering close: closing with unread request bytes would send a RST
+    // that can destroy the answer before the client reads it. Send FIN,
+    // then drain a bounded amount for a bounded time.
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut left = 256 * 1024usize;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+}
+
+async fn handle(mut stream: TcpStream, peer: SocketAddr, root: &Path, check: Option<&ClientCheck>) {
+    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(r)) => {
+            tracing::debug!(%peer, status = r.status().0, "HTTP bad request head");
+            send_error(&mut stream, r, false).await;
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "HTTP request head timed out");
+            return;
+        }
+    };
+    let req = match parse_request(&head) {
+        Ok(r) => r,
+        Err(r) => {
+            tracing::info!(%peer, status = r.status().0, "HTTP request refused");
+            send_error(&mut stream, r, false).await;
+            return;
+        }
+    };
+    let head_only = req.method == Method::Head;
+    let span = tracing::info_span!("http", %peer, file = %req.path);
+    let _e = span.enter();
+    if let Some(check) = check {
+        let allowed = match peer.ip() {
+            std::net::IpAddr::V4(ip) => check(ip),
+            std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped().is_some_and(|v4| check(v4)),
+        };
+        if !allowed {
+            tracing::info!(status = 401, "HTTP client is not one of ours (check_ip)");
+            send_error(&mut stream, Refusal::Unauthorized, head_only).await;
+            return;
+        }
+    }
+    let file = match resolve(root, &req.path) {
+        Ok(p) => p,
+        Err(r) => {
+            tracing::info!(status = r.status().0, "HTTP path refused");
+            send_error(&mut stream, r, head_only).await;
+            return;
+        }
+    };
+    // Symbolic links may point anywhere: the real path must stay inside.
+    let real = match tokio::fs::canonicalize(&file).await {
+        Ok(p) if p.starts_with(root) => p,
+        Ok(_) => {
+            tracing::info!(status = 403, "HTTP path leaves the root");
+            send_error(&mut stream, Refusal::Forbidden, head_only).await;
+            return;
+        }
+        Err(_) => {
+            tracing::info!(status = 404, "HTTP file not found");
+            send_error(&mut stream, Refusal::NotFound, head_only).await;
+            return;
+        }
+    };
+    let mut f = match tokio::fs::File::open(&real).await {
+        Ok(f) => f,
+        Err(_) => {
+            send_error(&mut stream, Refusal::NotFound, head_only).await;
+            return;
+        }
+    };
+    let len = match f.metadata().await {
+        Ok(m) if m.is_file() => m.len(),
+        _ => {
+            tracing::info!(status = 404, "HTTP not a regular file");
+            send_error(&mut stream, Refusal::NotFound, head_only).await;
+            return;
+        }
+    };
+    let hdr = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n",
+        content_type(&real)
+    );
+    let sent = async {
+        stream.write_all(hdr.as_bytes()).await?;
+        if !head_only {
+            // copy in bounded steps so a stalled reader times out.
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = f.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&buf[..n]))
+                    .await
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+            }
+        }
+        stream.shutdown().await
+    }
+    .await;
+    match sent {
+        Ok(()) => tracing::info!(status = 200, bytes = len, head = head_only, "HTTP sent"),
+        Err(e) => tracing::info!(error = %e, "HTTP transfer ended early"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines() {
+        let r = parse_request(b"GET /a/b%20c.cfg?x=1 HTTP/1.1\r\nHost: x").unwrap();
+        assert_eq!(r.method, Method::Get);
+        assert_eq!(r.path, "/a/b c.cfg");
+        let r = parse_request(b"HEAD http://10.0.0.1:8000/x HTTP/1.0").unwrap();
+        assert_eq!((r.method, r.path.as_str()), (Method::Head, "/x"));
+        assert_eq!(
+            parse_request(b"POST / HTTP/1.1"),
+            Err(Refusal::MethodNotAllowed)
+        );
+        for bad in [
+            &b""[..],
+            b"GET",
+            b"GET /",
+            b"GET / HTTP/2",
+            b"GET  / HTTP/1.1",
+            b"GET x HTTP/1.1",
+            b"GET /%zz HTTP/1.1",
+            b"GET /%00 HTTP/1.1",
+            b"GET /%ff HTTP/1.1",
+            b"GET /% HTTP/1.1",
+            b"get / HTTP/1.1",
+            b"\xff\xfe",
+            b"GET http://host HTTP/1.1",
+        ] {
+            assert!(
+                parse_request(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn paths_stay_under_root() {
+        let root = Path::new("/srv/www");
+        assert_eq!(
+            resolve(root, "/a/./b//c").unwrap(),
+            Path::new("/srv/www/a/b/c")
+        );
+        assert_eq!(resolve(root, "/").unwrap(), Path::new("/srv/www"));
+        assert_eq!(
+            resolve(root, "/a/../../etc/passwd"),
+            Err(Refusal::Forbidden)
+        );
+        assert_eq!(resolve(root, "/.."), Err(Refusal::Forbidden));
+        assert_eq!(resolve(root, "/a/.."), Err(Refusal::Forbidden));
+        assert_eq!(
+            resolve(root, "//etc/passwd").unwrap(),
+            Path::new("/srv/www/etc/passwd")
+        );
+    }
+
+    #[test]
+    fn no_panic_on_any_head() {
+        // A small deterministic fuzz of the pure parser.
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let seeds: [&[u8]; 3] = [
+            b"GET /a%41 HTTP/1.1",
+            b"HEAD http://h/ HTTP/1.0",
+            b"GET /.. HTTP/1.1",
+        ];
+        for i in 0..20000 {
+            let mut v = seeds[i % 3].to_vec();
+            for _ in 0..(i % 5) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let pos = (x as usize) % (v.len() + 1);
+                let byte = (x >> 32) as u8;
+                if x & 1 == 0 && pos < v.len() {
+                    v[pos] = byte;
+                } else {
+                    v.insert(pos, byte);
+                }
+            }
+            if let Ok(r) = parse_request(&v) {
+                let _ = resolve(Path::new("/r"), &r.path);
+            }
+        }
+    }
+}

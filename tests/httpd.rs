@@ -1,0 +1,223 @@
+//! The `[httpd]` file server (`-H`) through the binary on 127.0.0.1: GET
+//! and HEAD of files (bytes compared by SHA-256), refusals (404, 403 for
+//! `..` and symlinks out of the root, 405, 400), `check_ip`, and curl as a
+//! real client.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{pybootd_bin, Daemon, Scratch};
+use sha2::{Digest, Sha256};
+
+fn free_udp() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_tcp() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends a raw request, returns the whole response.
+fn raw(port: u16, req: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(req).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    out
+}
+
+fn split(resp: &[u8]) -> (String, Vec<u8>) {
+    let end = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    (
+        String::from_utf8_lossy(&resp[..end]).into_owned(),
+        resp[end + 4..].to_vec(),
+    )
+}
+
+struct Server {
+    _scratch: Scratch,
+    root: std::path::PathBuf,
+    port: u16,
+    daemon: Daemon,
+}
+
+fn start(check_ip: bool, with_dhcp: bool) -> Server {
+    let s = Scratch::new("httpd");
+    let root = s.path.join("www");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    let port = free_tcp();
+    let cfg = format!(
+        "[bootp]\naddress = 127.0.0.1\nport = {}\npool_start = 127.0.0.10\npool_count = 5\nlease_file = none\n\n[static_dhcp]\n52-54-00-00-00-01 = 127.0.0.40\n\n[tftp]\naddress = 127.0.0.1\nport = {}\n\n[httpd]\naddress = 127.0.0.1\nport = {port}\nroot = {}\ncheck_ip = {}\n",
+        free_udp(),
+        free_udp(),
+        root.display(),
+        if check_ip { "yes" } else { "no" }
+    );
+    let p = s.write("x.ini", cfg.as_bytes());
+    let mut cmd = Command::new(pybootd_bin());
+    cmd.arg("-H");
+    if !with_dhcp {
+        cmd.arg("-t");
+    }
+    cmd.arg("-c").arg(&p);
+    let mut daemon = Daemon::spawn(cmd, s.path.join("log"));
+    daemon.wait_log("pybootd running", Duration::from_secs(10));
+    assert!(daemon
+        .log_text()
+        .contains(&format!("HTTP listening addr=127.0.0.1:{port}")));
+    Server {
+        root,
+        port,
+        daemon,
+        _scratch: s,
+    }
+}
+
+#[test]
+fn get_and_head() {
+    let srv = start(false, false);
+    // Sizes around the 64 KiB copy buffer, and an empty file.
+    for (name, len) in [
+        ("empty", 0usize),
+        ("sub/a.cfg", 65536),
+        ("big.bin", 3 * 65536 + 7),
+    ] {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(srv.root.join(name), &data).unwrap();
+        let resp = raw(
+            srv.port,
+            format!("GET /{name} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
+        let (head, body) = split(&resp);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.contains(&format!("Content-Length: {len}\r\n")),
+            "{head}"
+        );
+        assert_eq!(Sha256::digest(&body), Sha256::digest(&data), "{name}");
+        let resp = raw(
+            srv.port,
+            format!("HEAD /{name} HTTP/1.0\r\n\r\n").as_bytes(),
+        );
+        let (head, body) = split(&resp);
+        assert!(
+            head.contains(&format!("Content-Length: {len}\r\n")),
+            "{head}"
+        );
+        assert!(body.is_empty());
+    }
+    let (head, _) = split(&raw(srv.port, b"GET /sub/a.cfg?x=1 HTTP/1.1\r\n\r\n"));
+    assert!(head.contains("Content-Type: text/plain"), "{head}");
+    let (head, _) = split(&raw(srv.port, b"GET /s%75b/a.cfg HTTP/1.1\r\n\r\n"));
+    assert!(head.starts_with("HTTP/1.1 200"), "percent-decoded: {head}");
+}
+
+#[test]
+fn refusals() {
+    let srv = start(false, false);
+    std::fs::write(srv.root.join("ok"), b"ok").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", srv.root.join("passwd")).unwrap();
+    std::os::unix::fs::symlink("ok", srv.root.join("inside")).unwrap();
+    for (req, status) in [
+        (&b"GET /missing HTTP/1.1\r\n\r\n"[..], "404"),
+        (b"GET /sub HTTP/1.1\r\n\r\n", "404"),
+        (b"GET / HTTP/1.1\r\n\r\n", "404"),
+        (b"GET /../../../../etc/passwd HTTP/1.1\r\n\r\n", "403"),
+        (b"GET /%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\n\r\n", "403"),
+        (b"GET /passwd HTTP/1.1\r\n\r\n", "403"),
+        (b"POST /ok HTTP/1.1\r\n\r\n", "405"),
+        (b"GET /%00 HTTP/1.1\r\n\r\n", "400"),
+        (b"nonsense\r\n\r\n", "400"),
+        (b"GET ok HTTP/1.1\r\n\r\n", "400"),
+    ] {
+        let (head, _) = split(&raw(srv.port, req));
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{} -> {head}",
+            String::from_utf8_lossy(req)
+        );
+    }
+    let (head, body) = split(&raw(srv.port, b"GET /inside HTTP/1.1\r\n\r\n"));
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "a symlink inside the root: {head}"
+    );
+    assert_eq!(body, b"ok");
+    // An oversized head is refused, not buffered forever.
+    let mut big = b"GET /ok HTTP/1.1\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 20000));
+    let (head, _) = split(&raw(srv.port, &big));
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    // Still serving.
+    let (head, _) = split(&raw(srv.port, b"GET /ok HTTP/1.1\r\n\r\n"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
+#[test]
+fn check_ip_and_curl() {
+    let curl = common::need_program("curl");
+    let srv = start(true, true);
+    std::fs::write(srv.root.join("f.txt"), b"hello").unwrap();
+    let url = format!("http://127.0.0.1:{}/f.txt", srv.port);
+    let fetch = |from: &str| {
+        let out = Command::new(&curl)
+            .args([
+                "-s",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "--max-time",
+                "10",
+                "--interface",
+                from,
+                &url,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // 127.0.0.1 is the server, not a client address this daemon hands out.
+    assert!(
+        fetch("127.0.0.1").ends_with("\n401"),
+        "{}",
+        srv.daemon.log_text()
+    );
+    assert_eq!(fetch("127.0.0.12"), "hello\n200", "in the pool");
+    assert_eq!(fetch("127.0.0.40"), "hello\n200", "a static address");
+    assert!(fetch("127.0.0.15").ends_with("\n401"), "past the pool");
+}
+
+#[test]
+fn h_without_httpd_section() {
+    let s = Scratch::new("noh");
+    let p = s.write("x.ini", b"[tftp]\nport = 6969\n");
+    let out = Command::new(pybootd_bin())
+        .args(["-t", "-H", "-c", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "Error: {}: -H runs the HTTP file server of the [httpd] section, and there is none\n",
+            p.display()
+        )
+    );
+}
