@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # examples/netboot-lab.sh: the quickest way to see pybootd boot a machine.
-# One command (as root): builds the payloads from Debian packages (cached in
-# /var/cache/pybootd-e2e), builds pybootd, starts it in a private network
+# One command (as root): installs the packages it needs when missing, builds
+# the payloads from Debian packages (cached in /var/cache/pybootd-e2e),
+# builds pybootd, starts it on examples/pybootd.ini in a private network
 # namespace (10.77.0.1/24 on a bridge, nothing routed out) and boots a QEMU
 # guest from it with its console on this terminal. The guest's kernel gets
 # an address with udhcpc, prints "NETBOOT-OK ip=... fw=..." and powers off.
@@ -21,15 +22,25 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 fw=${1:-bios}
 case $fw in bios | uefi) ;; *) echo "usage: $0 [bios|uefi]" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "run me as root (network namespace, tap device): sudo $0 $*" >&2; exit 2; }
-for p in qemu-system-x86_64 tcpdump ip ss apt-get dpkg-deb grub-mkimage busybox; do
-  command -v "$p" >/dev/null || {
-    echo "missing $p: apt-get install $(grep -v '^#' "$repo/.ci/apt.d/e2e.txt" | xargs)" >&2
-    exit 2
-  }
+missing=""
+for p in qemu-system-x86_64 tcpdump ip ss dpkg-deb grub-mkimage busybox bc xz python3; do
+  command -v "$p" >/dev/null || missing="$missing $p"
 done
+[ -e /usr/share/OVMF/OVMF_CODE_4M.fd ] || missing="$missing ovmf"
+[ -e /usr/lib/ipxe/qemu/efi-e1000.rom ] || missing="$missing ipxe-qemu"
+if [ -n "$missing" ]; then
+  # A fresh machine: install what the lab needs (the test packages).
+  command -v apt-get >/dev/null || { echo "missing:$missing (and no apt-get to install them)" >&2; exit 2; }
+  echo "installing the lab's packages (missing:$missing)..."
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(sed 's/#.*//' "$repo/.ci/apt.d/tests.txt") >/dev/null ||
+    { echo "apt-get install failed; the list is .ci/apt.d/tests.txt" >&2; exit 2; }
+fi
 
 server=${E2E_SERVER:-pybootd}
 if [ "$server" = pybootd ]; then
+  # The daemon runs on examples/pybootd.ini (root and lease_file moved
+  # into the lab's directory).
+  export LAB_INI=$repo/examples/pybootd.ini
   export PYBOOTD_BIN=${PYBOOTD_BIN:-$repo/target/release/pybootd}
   if [ ! -x "$PYBOOTD_BIN" ]; then
     echo "building pybootd (cargo build --release)..."

@@ -79,6 +79,7 @@ pub async fn run(
         let server = httpd::HttpServer::new(&h.root, listener, check)?;
         tasks.spawn(server.serve(shutdown.clone()));
     }
+    let dhcp_runs = sockets.dhcp.is_some();
     if let Some(sock) = sockets.dhcp {
         let net = net.clone().ok_or_else(|| {
             std::io::Error::other(
@@ -89,7 +90,12 @@ pub async fn run(
         tasks.spawn(server.serve(shutdown.clone()));
     }
     if let Some(sock) = sockets.tftp {
-        let server = tftp::TftpServer::new(config.clone(), sock)?;
+        let mut server = tftp::TftpServer::new(config.clone(), sock)?;
+        if dhcp_runs {
+            // `{client_file}` filters: the file the HTTP ACL named for the
+            // client holding the requesting address.
+            server = server.with_client_files(Arc::new(dhcp::client_file));
+        }
         tasks.spawn(server.serve(shutdown.clone()));
     }
     let mut result = Ok(());

@@ -394,7 +394,8 @@ fn check_in_a_netns_with_the_example_subnet() {
     let mut d = Daemon::spawn(cmd, s.path.join("log"));
     d.wait_log("pybootd running", Duration::from_secs(10));
     let ss = text(&ns.run(&["ss", "-lunH"]).stdout);
-    assert!(ss.contains("0.0.0.0:67"), "{ss}");
+    // DHCP binds to the served interface (SO_BINDTODEVICE): `%lab0`.
+    assert!(ss.contains("0.0.0.0%lab0:67"), "{ss}");
     assert!(ss.contains("10.77.0.1:69"), "{ss}");
     kill(d.child.id(), "TERM");
     assert_eq!(

@@ -171,6 +171,15 @@ lab_pcap_requests() { lab_pcap_count dst "$1"; }
 # lab_write_ini ROOT [ACCESS_SECTION]: the pybootd configuration.
 lab_write_ini() {
   local root=$1 extra=${2:-}
+  if [ -n "${LAB_INI:-}" ]; then
+    # A given config (examples/netboot-lab.sh: examples/pybootd.ini), with
+    # its TFTP root and lease journal moved into the lab, and the UEFI boot
+    # file named as the payloads name it.
+    sed -e "s|^root = .*|root = $root|" \
+      -e "s|^lease_file = .*|lease_file = $LAB_OUT/leases.jsonl|" \
+      -e 's|grubnetx64\.efi|grubx64net.efi|' "$LAB_INI" >"$LAB_OUT/pybootd.ini"
+    return
+  fi
   cat >"$LAB_OUT/pybootd.ini" <<EOF
 [logger]
 type = stderr

@@ -25,7 +25,7 @@ timeout_s=${E2E_TIMEOUT:-240}
 export PYBOOTD_BIN=${PYBOOTD_BIN:-$repo/target/release/pybootd}
 [ "$(id -u)" = 0 ] || { echo "run.sh needs root (network namespaces, tap devices)" >&2; exit 2; }
 for p in qemu-system-x86_64 tcpdump ip ss dpkg-deb apt-get grub-mkimage busybox; do
-  command -v "$p" >/dev/null || { echo "missing program: $p (see .ci/apt.d/e2e.txt)" >&2; exit 2; }
+  command -v "$p" >/dev/null || { echo "missing program: $p (see .ci/apt.d/tests.txt)" >&2; exit 2; }
 done
 if [ "$server" = pybootd ] && [ ! -x "$PYBOOTD_BIN" ]; then
   echo "no pybootd binary at $PYBOOTD_BIN (cargo build --release)" >&2
