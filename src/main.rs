@@ -37,10 +37,12 @@ fn served_net(config: &Config) -> Result<Option<ServerNet>> {
         return Ok(None);
     };
     let addrs = netif::host_addrs().context("cannot list the host's interfaces")?;
-    let net = netif::select(&addrs, b.pool_start, b.address, b.netmask)
-        .map_err(|m| anyhow::anyhow!("{}: [bootp] pool_start: {m}", config.path.display()))?;
-    netif::check_pool(&net, b.pool_start, b.pool_count)
-        .map_err(|m| anyhow::anyhow!("{}: [bootp] pool_count: {m}", config.path.display()))?;
+    let net = netif::select(&addrs, b.pool_start, b.address, b.netmask).map_err(|m| {
+        anyhow::anyhow!("{}: [{}] pool_start: {m}", config.path.display(), b.section)
+    })?;
+    netif::check_pool(&net, b.pool_start, b.pool_count).map_err(|m| {
+        anyhow::anyhow!("{}: [{}] pool_count: {m}", config.path.display(), b.section)
+    })?;
     Ok(Some(net))
 }
 

@@ -416,7 +416,7 @@ fn check_in_a_netns_with_the_example_subnet() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
-        format!("Error: {}: [bootp] pool_start: unable to detect network configuration: no interface's subnet holds pool_start 10.77.0.100 (host addresses: lo 127.0.0.1/8)\n", example("pybootd.ini").display())
+        format!("Error: {}: [bootpd] pool_start: unable to detect network configuration: no interface's subnet holds pool_start 10.77.0.100 (host addresses: lo 127.0.0.1/8)\n", example("pybootd.ini").display())
     );
 }
 

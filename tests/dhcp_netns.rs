@@ -493,3 +493,64 @@ fn ipxe_and_edk2_get_pxe_offers_and_acks_by_broadcast() {
     }
     d.wait_log("ACK (selecting, PXE)", Duration::from_secs(1));
 }
+
+/// ISC dhclient in its RENEWING state: bound with a 60 s lease, it renews
+/// at T1 (30 s) by a REQUEST unicast from its address to the server, and
+/// keeps the address (its script sees RENEW with the same address).
+#[test]
+fn dhclient_renews_its_lease_at_t1() {
+    if !require_root("dhclient_renews_its_lease_at_t1") {
+        return;
+    }
+    need_program("dhclient");
+    let lab = Lab::new(false);
+    let dir = Scratch::new("dhcpns");
+    let ini = ini(lab.net, &dir, "lease_time = 60\n");
+    set_mac(&lab.client, "02:00:00:00:bb:11");
+    let d = start(&lab.server, &ini, &dir, "renew");
+    let out = dir.path.join("dhclient.out");
+    // The script configures the address, as a real system's does: the
+    // renewal is sent from it.
+    let script = dir.write(
+        "dhclient.sh",
+        format!(
+            "#!/bin/sh\necho \"$reason $new_ip_address\" >> {}\n\
+             case \"$reason\" in BOUND|RENEW|REBOOT) ip addr replace $new_ip_address/24 dev $interface ;; esac\nexit 0\n",
+            out.display()
+        )
+        .as_bytes(),
+    );
+    sh(Command::new("chmod").arg("+x").arg(&script));
+    let mut client = lab
+        .client
+        .cmd("timeout")
+        .args(["70", "dhclient", "-d", "-v", "-lf"])
+        .arg(dir.path.join("dhclient.leases"))
+        .arg("-pf")
+        .arg(dir.path.join("dhclient.pid"))
+        .arg("-sf")
+        .arg(&script)
+        .arg("cli0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ip = format!("10.{}.0.100", lab.net);
+    let bound = wait_file(&out, &format!("BOUND {ip}"), Duration::from_secs(15));
+    assert!(!bound.contains("RENEW"), "{bound}");
+    let renewed = wait_file(&out, &format!("RENEW {ip}"), Duration::from_secs(50));
+    let _ = client.kill();
+    let _ = client.wait();
+    assert!(
+        renewed
+            .lines()
+            .all(|l| l.ends_with(&ip) || l.starts_with("PREINIT")),
+        "{renewed}"
+    );
+    let log = d.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ACK (renewing)") && l.contains(&ip)),
+        "no renewing ACK for {ip} in the daemon log:\n{log}"
+    );
+}

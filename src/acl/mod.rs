@@ -55,8 +55,8 @@ impl<const N: usize> Mask<N> {
         }
         let mut bits = [0u8; N];
         for (i, byte) in bits.iter_mut().take(hex.len() / 2).enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-                .map_err(|_| format!("'{s}' is not a {what}"))?;
+            *byte = crate::wire::hex_byte(&hex[2 * i..2 * i + 2])
+                .ok_or_else(|| format!("'{s}' is not a {what}"))?;
         }
         let given = (hex.len() / 2 * 8) as u16;
         let prefix = match prefix {

@@ -101,6 +101,9 @@ pub enum Dns {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct BootpConfig {
+    /// The section's name as the file spells it (`bootp` or `bootpd`), for
+    /// errors found after parsing.
+    pub section: String,
     pub address: Ipv4Addr,
     pub port: u16,
     pub pool_start: Ipv4Addr,
@@ -622,8 +625,10 @@ impl Validator<'_> {
             Some(v) if v.eq_ignore_ascii_case("none") || v.is_empty() => None,
             Some(v) => Some(PathBuf::from(v)),
         };
+        let section = s.raw.name.clone();
         s.finish()?;
         Ok(Some(BootpConfig {
+            section,
             address,
             port,
             pool_start,

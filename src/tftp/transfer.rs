@@ -102,6 +102,10 @@ pub fn negotiate(
 /// Most window slots filled by one read.
 const READ_BATCH: usize = 64;
 
+/// File data read at once ahead of a small window (lock-step: one read
+/// call per this many bytes instead of one per block).
+const READ_AHEAD_BYTES: usize = 32 << 10;
+
 /// How a transfer ended.
 #[derive(Debug)]
 pub enum End {
@@ -156,15 +160,20 @@ impl Link<'_> {
             if from == self.peer {
                 return Ok(Heard::Packet(n));
             }
-            tracing::debug!(%from, peer = %self.peer, "packet from a stranger: ERROR 5");
-            let _ = self
-                .sock
-                .send_to(
-                    &wire::error_bytes(code::UNKNOWN_TID, "Unknown transfer ID"),
-                    from,
-                )
-                .await;
+            self.stranger(from).await;
         }
+    }
+
+    /// Answers a packet from anyone but the peer: ERROR 5 (RFC 1350).
+    async fn stranger(&self, from: SocketAddr) {
+        tracing::debug!(%from, peer = %self.peer, "packet from a stranger: ERROR 5");
+        let _ = self
+            .sock
+            .send_to(
+                &wire::error_bytes(code::UNKNOWN_TID, "Unknown transfer ID"),
+                from,
+            )
+            .await;
     }
 }
 
@@ -232,12 +241,18 @@ pub async fn send_file<S: Source>(
     let bs = neg.blksize;
     let slot = bs + 4;
     let window = neg.window;
-    // The window's packets, header and data, built in place: the only
-    // buffer of the transfer, allocated once.
-    let mut win = vec![0u8; window * slot];
+    // The buffer holds whole windows, as many as fit in READ_AHEAD_BYTES
+    // (at least one): small windows and lock-step transfers read that much
+    // of the file per read call, not one window.
+    let cap = window * (READ_AHEAD_BYTES / (window * bs)).max(1);
+    // The packets, header and data, built in place: the only buffer of the
+    // transfer, allocated once.
+    let mut win = vec![0u8; cap * slot];
     let mut rbuf = [0u8; 1024];
-    // The first unacknowledged block; blocks base..base+nbuf are in `win`.
+    // The first unacknowledged block is at slot `off`; blocks
+    // base..base+nbuf are in slots off..off+nbuf.
     let mut base: u64 = 1;
+    let mut off: usize = 0;
     let mut nbuf: usize = 0;
     // The last block (shorter than blksize, maybe empty) once read.
     let mut last: Option<(u64, usize)> = None;
@@ -248,16 +263,25 @@ pub async fn send_file<S: Source>(
     let mut gso = window > 1
         && per_send > 1
         && u16::try_from(slot).is_ok_and(|s| gso::set_segment(link.sock, s));
+    // One timer for the whole transfer: re-armed only when it fires early
+    // (progress moved the deadline), not once per block.
+    let timer = tokio::time::sleep(neg.timeout);
+    tokio::pin!(timer);
     loop {
         if link.cancel.is_cancelled() {
             link.send_error(&TftpError::new(code::NOT_DEFINED, "Server shutting down"))
                 .await;
             return Ok(End::Cancelled);
         }
-        // Fill the window: the data parts of up to READ_BATCH slots in one
-        // (vectored) read.
+        // Fill when the window is short: the unacknowledged tail moves to
+        // the front, then the data parts of up to READ_BATCH free slots in
+        // one (vectored) read.
+        if nbuf < window && last.is_none() {
+            win.copy_within(off * slot..(off + nbuf) * slot, 0);
+            off = 0;
+        }
         while nbuf < window && last.is_none() {
-            let count = (window - nbuf).min(READ_BATCH);
+            let count = (cap - nbuf).min(READ_BATCH);
             let region = &mut win[nbuf * slot..(nbuf + count) * slot];
             let mut slices: [IoSliceMut<'_>; READ_BATCH] =
                 std::array::from_fn(|_| IoSliceMut::new(&mut []));
@@ -286,15 +310,17 @@ pub async fn send_file<S: Source>(
             }
             nbuf += filled;
         }
-        // Send it: with GSO, runs of up to `per_send` blocks in one call.
+        // Send the window: with GSO, runs of up to `per_send` blocks in one
+        // call.
+        let sent = nbuf.min(window);
         let len_of = |i: usize| match last {
             Some((b, got)) if b == base + i as u64 => 4 + got,
             _ => slot,
         };
         let mut i = 0;
-        while i < nbuf {
-            let j = if gso { (i + per_send).min(nbuf) } else { i + 1 };
-            let range = i * slot..(j - 1) * slot + len_of(j - 1);
+        while i < sent {
+            let j = if gso { (i + per_send).min(sent) } else { i + 1 };
+            let range = (off + i) * slot..(off + j - 1) * slot + len_of(j - 1);
             match link.sock.send_to(&win[range], link.peer).await {
                 Ok(_) => i = j,
                 Err(e) if gso => {
@@ -312,20 +338,37 @@ pub async fn send_file<S: Source>(
         // Apprentice).
         let deadline = tokio::time::Instant::now() + neg.timeout;
         let advanced = loop {
-            match link.hear(&mut rbuf, deadline).await? {
-                Heard::Timeout => break 0,
-                Heard::Packet(n) => {
-                    if let Some(ack) = wire::parse_ack(&rbuf[..n]) {
-                        let rel = ack.wrapping_sub((base - 1) as u16) as usize;
-                        if rel >= 1 && rel <= nbuf {
-                            break rel;
-                        }
+            let n = tokio::select! {
+                biased;
+                r = link.sock.recv_from(&mut rbuf) => match r {
+                    Err(e) if is_transient(&e) => continue,
+                    Err(e) => return Err(e),
+                    Ok((n, from)) if from == link.peer => n,
+                    Ok((_, from)) => {
+                        link.stranger(from).await;
                         continue;
                     }
-                    if let Ok(Packet::Error { code, message }) = Packet::parse(&rbuf[..n]) {
-                        return Ok(End::ClientError { code, message });
+                },
+                () = &mut timer => {
+                    if tokio::time::Instant::now() < deadline {
+                        // Armed for an earlier wait: move it, keep waiting.
+                        timer.as_mut().reset(deadline);
+                        continue;
                     }
+                    // Re-armed by the next wait's progress check.
+                    timer.as_mut().reset(deadline + neg.timeout);
+                    break 0;
                 }
+            };
+            if let Some(ack) = wire::parse_ack(&rbuf[..n]) {
+                let rel = ack.wrapping_sub((base - 1) as u16) as usize;
+                if rel >= 1 && rel <= sent {
+                    break rel;
+                }
+                continue;
+            }
+            if let Ok(Packet::Error { code, message }) = Packet::parse(&rbuf[..n]) {
+                return Ok(End::ClientError { code, message });
             }
         };
         if advanced == 0 {
@@ -340,8 +383,7 @@ pub async fn send_file<S: Source>(
         if last.is_some_and(|(b, _)| b == acked) {
             return Ok(End::Done { bytes });
         }
-        // Slide: keep the unacknowledged tail at the front.
-        win.copy_within(advanced * slot..nbuf * slot, 0);
+        off += advanced;
         nbuf -= advanced;
         base = acked + 1;
     }

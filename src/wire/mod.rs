@@ -45,8 +45,8 @@ impl FromStr for MacAddr {
         }
         let mut out = [0u8; 6];
         for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-                .map_err(|_| format!("'{s}' is not a MAC address (AA-BB-CC-DD-EE-FF)"))?;
+            *byte = hex_byte(&hex[2 * i..2 * i + 2])
+                .ok_or_else(|| format!("'{s}' is not a MAC address (AA-BB-CC-DD-EE-FF)"))?;
         }
         Ok(MacAddr(out))
     }
@@ -87,11 +87,21 @@ impl FromStr for Uuid {
         }
         let mut out = [0u8; 16];
         for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| {
+            *byte = hex_byte(&hex[2 * i..2 * i + 2]).ok_or_else(|| {
                 format!("'{s}' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
             })?;
         }
         Ok(Uuid(out))
+    }
+}
+
+/// Two hex digits as a byte. Unlike `u8::from_str_radix`, a sign (`+a`)
+/// is not a digit.
+pub fn hex_byte(two: &str) -> Option<u8> {
+    if two.len() == 2 && two.bytes().all(|b| b.is_ascii_hexdigit()) {
+        u8::from_str_radix(two, 16).ok()
+    } else {
+        None
     }
 }
 
@@ -107,6 +117,11 @@ mod tests {
         assert_eq!("525400e2e001".parse::<MacAddr>().unwrap(), m);
         assert!("52-54-00-E2-E0".parse::<MacAddr>().is_err());
         assert!("52-54-00-E2-E0-0G".parse::<MacAddr>().is_err());
+        // A sign is not a hex digit (u8::from_str_radix would take "+a").
+        assert!("+a-54-00-E2-E0-01".parse::<MacAddr>().is_err());
+        assert!("+a5400e2e001".parse::<MacAddr>().is_err());
+        assert_eq!(hex_byte("+a"), None);
+        assert_eq!(hex_byte("aF"), Some(0xaf));
     }
 
     #[test]
@@ -114,5 +129,8 @@ mod tests {
         let u: Uuid = "00002e8e-3412-bc4a-8def-0000e2e00001".parse().unwrap();
         assert_eq!(u.to_string(), "00002e8e-3412-bc4a-8def-0000e2e00001");
         assert!("00002e8e-3412".parse::<Uuid>().is_err());
+        assert!("+0002e8e-3412-bc4a-8def-0000e2e00001"
+            .parse::<Uuid>()
+            .is_err());
     }
 }
