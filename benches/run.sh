@@ -92,7 +92,7 @@ if [ -n "$REPORT_ONLY" ]; then
   exit 0
 fi
 
-OUT=${OUT:-$ROOT/target/bench/$(date -u +%Y%m%dT%H%M%S)$([ "$SMOKE" = 1 ] && echo -smoke)}
+OUT=${OUT:-$ROOT/target/bench/$(date -u +%Y%m%dT%H%M%S)$([ "$SMOKE" = 1 ] && echo -smoke || true)}
 mkdir -p "$OUT/logs"
 : >"$OUT/results.tsv"
 : >"$OUT/errors"
