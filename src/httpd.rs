@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -317,8 +318,23 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, root: &Path, check: Opt
         }
     };
     let head_only = req.method == Method::Head;
+    // The span is attached to the future (not entered across awaits: a
+    // guard held over an await corrupts the subscriber's span stack when
+    // the task moves between worker threads).
     let span = tracing::info_span!("http", %peer, file = %req.path);
-    let _e = span.enter();
+    serve_request(stream, root, check, peer, req, head_only)
+        .instrument(span)
+        .await;
+}
+
+async fn serve_request(
+    mut stream: TcpStream,
+    root: &Path,
+    check: Option<&ClientCheck>,
+    peer: SocketAddr,
+    req: Request,
+    head_only: bool,
+) {
     if let Some(check) = check {
         let allowed = match peer.ip() {
             std::net::IpAddr::V4(ip) => check(ip),

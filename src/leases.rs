@@ -189,6 +189,14 @@ impl LeaseTable {
         self.by_ip.get(&ip).copied()
     }
 
+    /// Whether `ip` is bound to some client at `now` (an ACKed lease that
+    /// has not expired).
+    pub fn holds(&self, ip: Ipv4Addr, now: u64) -> bool {
+        self.owner(ip)
+            .and_then(|mac| self.get(&mac))
+            .is_some_and(|l| l.ip == ip && l.state == LeaseState::Bound && l.expires > now)
+    }
+
     fn declined_at(&self, ip: Ipv4Addr, now: u64) -> bool {
         self.declined.get(&ip).is_some_and(|&until| until > now)
     }

@@ -66,20 +66,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
-    if let Some(listener) = sockets.http {
-        let h = config.httpd.as_ref().ok_or_else(|| {
-            std::io::Error::other("the HTTP file server needs an [httpd] section")
-        })?;
-        // As upstream, check_ip applies when this daemon hands out the
-        // addresses: then only addresses it hands out may fetch.
-        let check = match (&config.bootp, sockets.dhcp.is_some() && h.check_ip) {
-            (Some(b), true) => Some(httpd_client_check(b, &config.static_dhcp)),
-            _ => None,
-        };
-        let server = httpd::HttpServer::new(&h.root, listener, check)?;
-        tasks.spawn(server.serve(shutdown.clone()));
-    }
     let dhcp_runs = sockets.dhcp.is_some();
+    let mut lease_holders = None;
     if let Some(sock) = sockets.dhcp {
         let net = net.clone().ok_or_else(|| {
             std::io::Error::other(
@@ -87,6 +75,17 @@ pub async fn run(
             )
         })?;
         let server = dhcp::server::DhcpServer::new(config.clone(), net, sock)?;
+        lease_holders = Some(server.lease_holders());
+        tasks.spawn(server.serve(shutdown.clone()));
+    }
+    if let Some(listener) = sockets.http {
+        let h = config.httpd.as_ref().ok_or_else(|| {
+            std::io::Error::other("the HTTP file server needs an [httpd] section")
+        })?;
+        // As upstream, check_ip applies when this daemon hands out the
+        // addresses: then only clients holding a lease may fetch.
+        let check = lease_holders.filter(|_| h.check_ip);
+        let server = httpd::HttpServer::new(&h.root, listener, check)?;
         tasks.spawn(server.serve(shutdown.clone()));
     }
     if let Some(sock) = sockets.tftp {
@@ -119,21 +118,6 @@ pub async fn run(
         }
     }
     result
-}
-
-/// `[httpd] check_ip`: the client must hold an address this daemon hands
-/// out (the pool or a `[static_dhcp]` entry).
-fn httpd_client_check(
-    b: &config::BootpConfig,
-    statics: &[(wire::MacAddr, std::net::Ipv4Addr)],
-) -> httpd::ClientCheck {
-    let first = u32::from(b.pool_start);
-    let count = b.pool_count;
-    let statics: Vec<std::net::Ipv4Addr> = statics.iter().map(|(_, ip)| *ip).collect();
-    Arc::new(move |ip| {
-        let n = u32::from(ip);
-        (n >= first && u64::from(n - first) < u64::from(count)) || statics.contains(&ip)
-    })
 }
 
 /// Binds a TCP listener (SO_REUSEADDR: a restart does not wait for

@@ -29,11 +29,7 @@ fn example(name: &str) -> PathBuf {
 
 /// A UDP port on 127.0.0.1 that was free a moment ago.
 fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    common::free_port()
 }
 
 /// A config serving DHCP and TFTP on 127.0.0.1 high ports.

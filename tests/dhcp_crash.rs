@@ -20,11 +20,7 @@ use pybootd::leases::{LeaseState, Record};
 use pybootd::wire::dhcp::Packet;
 
 fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    common::free_port()
 }
 
 fn start(dir: &Scratch, port: u16, level: &str, tag: &str) -> Daemon {

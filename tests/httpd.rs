@@ -4,9 +4,10 @@
 //! real client.
 
 mod common;
+mod dhcp_support;
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -14,19 +15,11 @@ use common::{pybootd_bin, Daemon, Scratch};
 use sha2::{Digest, Sha256};
 
 fn free_udp() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    common::free_port()
 }
 
 fn free_tcp() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    common::free_port()
 }
 
 /// Sends a raw request, returns the whole response.
@@ -43,7 +36,7 @@ fn split(resp: &[u8]) -> (String, Vec<u8>) {
     let end = resp
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(resp)));
     (
         String::from_utf8_lossy(&resp[..end]).into_owned(),
         resp[end + 4..].to_vec(),
@@ -55,6 +48,7 @@ struct Server {
     root: std::path::PathBuf,
     port: u16,
     daemon: Daemon,
+    dhcp_port: u16,
 }
 
 fn start(check_ip: bool, with_dhcp: bool) -> Server {
@@ -62,9 +56,10 @@ fn start(check_ip: bool, with_dhcp: bool) -> Server {
     let root = s.path.join("www");
     std::fs::create_dir_all(root.join("sub")).unwrap();
     let port = free_tcp();
+    let dhcp_port = free_udp();
     let cfg = format!(
-        "[bootp]\naddress = 127.0.0.1\nport = {}\npool_start = 127.0.0.10\npool_count = 5\nlease_file = none\n\n[static_dhcp]\n52-54-00-00-00-01 = 127.0.0.40\n\n[tftp]\naddress = 127.0.0.1\nport = {}\n\n[httpd]\naddress = 127.0.0.1\nport = {port}\nroot = {}\ncheck_ip = {}\n",
-        free_udp(),
+        "[bootp]\naddress = 127.0.0.1\nport = {}\npool_start = 127.0.0.10\npool_count = 5\nallow_simple_dhcp = yes\nlease_file = none\n\n[static_dhcp]\n52-54-00-00-00-01 = 127.0.0.40\n\n[tftp]\naddress = 127.0.0.1\nport = {}\n\n[httpd]\naddress = 127.0.0.1\nport = {port}\nroot = {}\ncheck_ip = {}\n",
+        dhcp_port,
         free_udp(),
         root.display(),
         if check_ip { "yes" } else { "no" }
@@ -85,6 +80,7 @@ fn start(check_ip: bool, with_dhcp: bool) -> Server {
         root,
         port,
         daemon,
+        dhcp_port,
         _scratch: s,
     }
 }
@@ -193,15 +189,63 @@ fn check_ip_and_curl() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = std::net::SocketAddr::from(([127, 0, 0, 1], srv.dhcp_port));
+    let client = rt.block_on(dhcp_support::Client::new(server));
+    // A full DORA: the address the ACK leases.
+    let lease = |mac: [u8; 6], xid: u32| {
+        rt.block_on(async {
+            let d = dhcp_support::plain_discover(mac, xid);
+            let offer = client.ask(&d).await.expect("an OFFER");
+            let req = dhcp_support::selecting(&d, offer.yiaddr, std::net::Ipv4Addr::LOCALHOST);
+            let ack = client.ask(&req).await.expect("an ACK");
+            assert_eq!(dhcp_support::msg_type(&ack), 5, "ACK");
+            (d, ack.yiaddr)
+        })
+    };
     // 127.0.0.1 is the server, not a client address this daemon hands out.
     assert!(
         fetch("127.0.0.1").ends_with("\n401"),
         "{}",
         srv.daemon.log_text()
     );
-    assert_eq!(fetch("127.0.0.12"), "hello\n200", "in the pool");
-    assert_eq!(fetch("127.0.0.40"), "hello\n200", "a static address");
-    assert!(fetch("127.0.0.15").ends_with("\n401"), "past the pool");
+    // Pool and static addresses nobody holds yet: refused.
+    assert!(fetch("127.0.0.10").ends_with("\n401"), "not leased yet");
+    assert!(
+        fetch("127.0.0.40").ends_with("\n401"),
+        "static, not leased yet"
+    );
+    let (d, ip) = lease(dhcp_support::mac(7), 0x7001);
+    assert_eq!(ip.to_string(), "127.0.0.10");
+    assert_eq!(fetch("127.0.0.10"), "hello\n200", "a leased pool address");
+    assert!(
+        fetch("127.0.0.11").ends_with("\n401"),
+        "the next, not leased"
+    );
+    let (_, st) = lease([0x52, 0x54, 0, 0, 0, 1], 0x7002);
+    assert_eq!(st.to_string(), "127.0.0.40");
+    assert_eq!(fetch("127.0.0.40"), "hello\n200", "a leased static address");
+    // Released: refused again.
+    let mut rel = dhcp_support::with_type(&d, 7);
+    rel.ciaddr = ip;
+    rel.remove_option(50);
+    rel.set_option(54, [127, 0, 0, 1]);
+    rt.block_on(client.send(&rel));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = fetch("127.0.0.10");
+        if got.ends_with("\n401") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still served after RELEASE: {got}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -40,6 +40,8 @@ pub struct DhcpServer {
     config: Arc<Config>,
     net: ServerNet,
     socket: UdpSocket,
+    /// The engine once `serve` built it, for [`DhcpServer::lease_holders`].
+    engine_slot: Arc<std::sync::OnceLock<Arc<Mutex<Engine>>>>,
 }
 
 /// Seconds since the epoch: the decisions' clock.
@@ -82,6 +84,20 @@ impl DhcpServer {
             config,
             net,
             socket,
+            engine_slot: Arc::default(),
+        })
+    }
+
+    /// Whether an address is leased (bound and not expired) to some client
+    /// right now: `[httpd] check_ip`. False until the server runs.
+    pub fn lease_holders(&self) -> Arc<dyn Fn(Ipv4Addr) -> bool + Send + Sync> {
+        let slot = self.engine_slot.clone();
+        Arc::new(move |ip| {
+            let Some(engine) = slot.get() else {
+                return false;
+            };
+            let engine = engine.lock().unwrap_or_else(|p| p.into_inner());
+            engine.leases.holds(ip, unix_now())
         })
     }
 
@@ -137,6 +153,7 @@ impl DhcpServer {
         let send_clone = self.socket.try_clone()?;
         let sock = tokio::net::UdpSocket::from_std(self.socket)?;
         let engine = Arc::new(Mutex::new(engine));
+        let _ = self.engine_slot.set(engine.clone());
         let (tx, journal_thread) = match journal {
             Some(j) => {
                 let (tx, rx) = mpsc::channel();

@@ -18,6 +18,27 @@ pub fn unique(tag: &str) -> String {
     format!("{tag}{}x{n}", std::process::id() % 10000)
 }
 
+/// A 127.0.0.1 port free for both UDP and TCP right now, below the
+/// kernel's ephemeral range (32768-60999): a port the kernel handed out for
+/// bind(0) could be taken again, before the daemon binds it, as the source
+/// port of some test's outgoing connection. Spread by process id and a
+/// counter, so parallel tests and test binaries do not pick the same one.
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let pid = std::process::id();
+    for _ in 0..2000 {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port =
+            20000 + ((pid.wrapping_mul(7919).wrapping_add(n.wrapping_mul(104_729))) % 12000) as u16;
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        if udp.is_ok() && tcp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-31999 on 127.0.0.1");
+}
+
 /// Root-only tests call this first. Not root: the test fails, telling how
 /// to run it, unless PYBOOTD_NO_ROOT_TESTS=1 says to skip these tests (it
 /// then prints that it skipped, loudly). CI runs as root and never sets it.
@@ -184,6 +205,8 @@ pub struct Scratch {
 impl Scratch {
     pub fn new(tag: &str) -> Scratch {
         let path = std::env::temp_dir().join(unique(&format!("pybootd-{tag}-")));
+        // A kept directory of an earlier run (same pid) is not reused.
+        let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         Scratch { path }
     }
@@ -200,6 +223,11 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        // PYBOOTD_KEEP_SCRATCH=1 keeps configs and daemon logs for a look.
+        if std::env::var_os("PYBOOTD_KEEP_SCRATCH").is_some() {
+            eprintln!("kept {}", self.path.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
