@@ -3,6 +3,7 @@
 # run, in a two-namespace lab; writes BENCHMARKS.md (see benches/README.md).
 #
 #   sudo benches/run.sh                 full run (25 min on the shared 2-core box), rewrites BENCHMARKS.md
+#                                       (with --sections, --servers, --runs or smaller sizes: only --out DIR)
 #   sudo benches/run.sh --smoke         every script with tiny sizes, 1 run; fails on any error
 #   options: --sections "ceiling single storm dhcp http startup"
 #            --servers "pybootd atftpd tftpd-hpa dnsmasq kea"   --runs N
@@ -24,6 +25,9 @@ source "$HERE/servers.sh"
 source "$HERE/report.sh"
 
 SMOKE=0
+# A run with a subset or smaller work reports under its --out directory
+# only: BENCHMARKS.md at the top is the full run's.
+PARTIAL=0
 SECTIONS="ceiling single storm dhcp http startup"
 SERVERS="pybootd atftpd tftpd-hpa dnsmasq kea"
 RUNS=""
@@ -33,17 +37,17 @@ REPORT_ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=1 ;;
-    --sections) SECTIONS=$2; shift ;;
-    --servers) SERVERS=$2; shift ;;
-    --runs) RUNS=$2; shift ;;
+    --sections) SECTIONS=$2; PARTIAL=1; shift ;;
+    --servers) SERVERS=$2; PARTIAL=1; shift ;;
+    --runs) RUNS=$2; PARTIAL=1; shift ;;
     --out) OUT=$2; shift ;;
     --no-build) BUILD=0 ;;
     --report-only) REPORT_ONLY=$2; shift ;;
-    --big-mib) O_BIG=$2; shift ;;
-    --storm-mib) O_STORM=$2; shift ;;
-    --storms) O_STORMS=$2; shift ;;
-    --storm-deadline) O_DEADLINE=$2; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --big-mib) O_BIG=$2; PARTIAL=1; shift ;;
+    --storm-mib) O_STORM=$2; PARTIAL=1; shift ;;
+    --storms) O_STORMS=$2; PARTIAL=1; shift ;;
+    --storm-deadline) O_DEADLINE=$2; PARTIAL=1; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
   shift
@@ -429,6 +433,11 @@ if [ "$SMOKE" = 1 ]; then
     exit 1
   fi
   echo "smoke OK in ${ELAPSED}s: $OUT/BENCHMARKS.md"
+elif [ "$PARTIAL" = 1 ]; then
+  report "$OUT/BENCHMARKS.md"
+  echo "partial run (options given): report in $OUT/BENCHMARKS.md, the top-level BENCHMARKS.md is left alone (${ELAPSED}s)"
+  [ -s "$OUT/errors" ] && echo "with $(wc -l <"$OUT/errors") errors: $OUT/errors" >&2
+  exit 0
 else
   report "$ROOT/BENCHMARKS.md"
   cp "$ROOT/BENCHMARKS.md" "$OUT/"
