@@ -469,3 +469,40 @@ fn malformed_requests_answered_not_fatal() {
     }
     assert_eq!(get(srv.addr, "f", &[]).unwrap().data, b"ok");
 }
+
+/// A listener on 0.0.0.0 answers each request from the address it was sent
+/// to (IP_PKTINFO): a client asking 127.0.0.2 gets its DATA from 127.0.0.2,
+/// not from the routed source 127.0.0.1, and the whole file arrives.
+#[test]
+fn wildcard_listener_answers_from_the_address_asked() {
+    let root = Scratch::new("pktinfo");
+    let content = bytes(3000, 5);
+    root.write("f", &content);
+    let srv = Server::start_on(&root.path, "", "0.0.0.0:0");
+    let port = srv.addr.port();
+    for target in ["127.0.0.2", "127.0.0.1"] {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut rrq = Vec::new();
+        Packet::Rrq(pybootd::wire::tftp::Request {
+            filename: "f".into(),
+            mode: Mode::Octet,
+            options: vec![],
+        })
+        .emit(&mut rrq);
+        sock.send_to(&rrq, (target, port)).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 600];
+        loop {
+            let (n, from) = sock.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..2], &[0, 3], "a DATA packet: {:?}", &buf[..n]);
+            assert_eq!(from.ip().to_string(), target, "DATA's source address");
+            got.extend_from_slice(&buf[4..n]);
+            sock.send_to(&[0, 4, buf[2], buf[3]], from).unwrap();
+            if n - 4 < 512 {
+                break;
+            }
+        }
+        assert_eq!(sha(&got), sha(&content), "via {target}");
+    }
+}

@@ -58,6 +58,9 @@ struct Shared {
 pub struct TftpServer {
     shared: Arc<Shared>,
     socket: std::net::UdpSocket,
+    /// Listening on 0.0.0.0 with IP_PKTINFO on: each transfer answers from
+    /// the address its request was sent to.
+    pktinfo: bool,
 }
 
 impl TftpServer {
@@ -75,7 +78,11 @@ impl TftpServer {
             })?),
         };
         let local_ip = socket.local_addr()?.ip();
+        // Asked for here, before anyone can send: a datagram queued before
+        // IP_PKTINFO is on carries an empty one.
+        let pktinfo = local_ip.is_unspecified() && gso::set_pktinfo(&socket);
         Ok(TftpServer {
+            pktinfo,
             shared: Arc::new(Shared {
                 filters: Filters::new(&config.filters),
                 config,
@@ -106,10 +113,24 @@ impl TftpServer {
         let tracker = TaskTracker::new();
         let mut buf = vec![0u8; 4096];
         let mut generation: u64 = 0;
+        // On 0.0.0.0, each request's own local address (IP_PKTINFO) is
+        // where its transfer answers from: a client talking to one of
+        // several addresses hears DATA from that address, as it expects.
+        let pktinfo = self.pktinfo;
         loop {
-            let (n, peer) = tokio::select! {
+            let received = async {
+                if pktinfo {
+                    sock.async_io(tokio::io::Interest::READABLE, || {
+                        gso::recv_with_local(&sock, &mut buf)
+                    })
+                    .await
+                } else {
+                    sock.recv_from(&mut buf).await.map(|(n, p)| (n, p, None))
+                }
+            };
+            let (n, peer, local) = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                r = sock.recv_from(&mut buf) => match r {
+                r = received => match r {
                     Ok(x) => x,
                     Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::Interrupted) => continue,
                     Err(e) => {
@@ -169,7 +190,8 @@ impl TftpServer {
                     return;
                 };
                 let (req, write) = req;
-                if let Err(e) = run_transfer(&shared, peer, req, write, &cancel).await {
+                let from = local.map_or(shared.local_ip, IpAddr::V4);
+                if let Err(e) = run_transfer(&shared, peer, from, req, write, &cancel).await {
                     tracing::warn!(%peer, "TFTP transfer: {e}");
                 }
             });
@@ -223,13 +245,14 @@ fn transfer_socket(local_ip: IpAddr) -> io::Result<UdpSocket> {
 async fn run_transfer(
     shared: &Shared,
     peer: SocketAddr,
+    from: IpAddr,
     req: Request,
     write: bool,
     cancel: &CancellationToken,
 ) -> io::Result<()> {
     use tracing::Instrument;
     let span = tracing::info_span!("tftp", %peer, file = %req.filename);
-    transfer_in_span(shared, peer, req, write, cancel)
+    transfer_in_span(shared, peer, from, req, write, cancel)
         .instrument(span)
         .await
 }
@@ -237,11 +260,12 @@ async fn run_transfer(
 async fn transfer_in_span(
     shared: &Shared,
     peer: SocketAddr,
+    from: IpAddr,
     req: Request,
     write: bool,
     cancel: &CancellationToken,
 ) -> io::Result<()> {
-    let sock = transfer_socket(shared.local_ip)?;
+    let sock = transfer_socket(from)?;
     let link = Link {
         sock: &sock,
         peer,

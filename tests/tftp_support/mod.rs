@@ -41,9 +41,14 @@ pub struct Server {
 impl Server {
     /// `ini` is the rest of the file after `[tftp]\nroot = <root>`.
     pub fn start(root: &Path, ini: &str) -> Server {
+        Server::start_on(root, ini, "127.0.0.1:0")
+    }
+
+    /// The same, listening on `bind` (e.g. `0.0.0.0:0`).
+    pub fn start_on(root: &Path, ini: &str, bind: &str) -> Server {
         let text = format!("[tftp]\nroot = {}\n{ini}", root.display());
         let config = Config::parse(&text, Path::new("test.ini")).expect("test config");
-        let sock = pybootd::bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let sock = pybootd::bind_udp(bind.parse().unwrap()).unwrap();
         let addr = sock.local_addr().unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
