@@ -66,8 +66,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
-    let dhcp_runs = sockets.dhcp.is_some();
     let mut lease_holders = None;
+    let mut client_files = None;
     if let Some(sock) = sockets.dhcp {
         let net = net.clone().ok_or_else(|| {
             std::io::Error::other(
@@ -76,6 +76,7 @@ pub async fn run(
         })?;
         let server = dhcp::server::DhcpServer::new(config.clone(), net, sock)?;
         lease_holders = Some(server.lease_holders());
+        client_files = Some(server.client_files());
         tasks.spawn(server.serve(shutdown.clone()));
     }
     if let Some(listener) = sockets.http {
@@ -90,10 +91,10 @@ pub async fn run(
     }
     if let Some(sock) = sockets.tftp {
         let mut server = tftp::TftpServer::new(config.clone(), sock)?;
-        if dhcp_runs {
+        if let Some(lookup) = client_files {
             // `{client_file}` filters: the file the HTTP ACL named for the
             // client holding the requesting address.
-            server = server.with_client_files(Arc::new(dhcp::client_file));
+            server = server.with_client_files(lookup);
         }
         tasks.spawn(server.serve(shutdown.clone()));
     }

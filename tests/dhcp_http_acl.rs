@@ -96,10 +96,9 @@ async fn http_acl_grants_denies_times_out_and_never_blocks_others() {
     assert_eq!(msg_type(&ack), 5);
     assert_eq!(ack.option(opt::HOST_NAME), Some(&b"boxA"[..]));
     // The File: line, for TFTP's {client_file}.
-    assert_eq!(
-        pybootd::dhcp::client_file(ack.yiaddr).as_deref(),
-        Some("boxA.cfg")
-    );
+    assert_eq!((srv.client_files)(ack.yiaddr).as_deref(), Some("boxA.cfg"));
+    // An address nobody holds has no file.
+    assert_eq!((srv.client_files)(ip(99)), None);
     // 401: nothing.
     let b = ipxe_discover(mac(2), 0x22);
     c.send(&b).await;
@@ -140,4 +139,82 @@ async fn http_acl_grants_denies_times_out_and_never_blocks_others() {
         2,
         "asked once per phase: {q}"
     );
+}
+
+/// The whole binary: the HTTP ACL's `File:` line for a PXE client reaches
+/// the TFTP side's `{client_file}` filter. The client leased 127.0.0.10 gets
+/// its own file for `boot.cfg`; an address holding no lease gets the plain
+/// `boot.cfg` (the rule is skipped).
+#[test]
+fn acl_file_line_reaches_tftp_client_file_filter() {
+    need_program("python3");
+    let dir = Scratch::new("clientfile");
+    let script = dir.write("acl.py", SERVER.as_bytes());
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .arg(dir.path.join("queries.log"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _py = Py(child);
+    let http_port: u16 = line.trim().parse().expect("python prints its port");
+    let root = dir.path.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("boxA.cfg"), b"for boxA\n").unwrap();
+    std::fs::write(root.join("boot.cfg"), b"for anyone\n").unwrap();
+    let (dhcp_port, tftp_port) = (common::free_port(), common::free_port());
+    let ini = dir.write(
+        "pybootd.ini",
+        format!(
+            "[bootp]\naddress = 127.0.0.1\nport = {dhcp_port}\npool_start = 127.0.0.10\npool_count = 5\n\
+             lease_file = none\naccess = http\n\
+             [http]\nlocation = 127.0.0.1:{http_port}\npxe = /boot\ndhcp = /linux\ntimeout = 5\n\
+             [bootfile]\ndefault = pxelinux.0\n\
+             [tftp]\naddress = 127.0.0.1\nport = {tftp_port}\nroot = {}\n\
+             [filters]\nboot.cfg = {{client_file}}\n",
+            root.display()
+        )
+        .as_bytes(),
+    );
+    let mut cmd = Command::new(common::pybootd_bin());
+    cmd.arg("-c").arg(&ini);
+    let mut d = common::Daemon::spawn(cmd, dir.path.join("daemon.log"));
+    d.wait_log("pybootd running", Duration::from_secs(10));
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = std::net::SocketAddr::from(([127, 0, 0, 1], dhcp_port));
+    let leased = rt.block_on(async {
+        let c = Client::new(server).await;
+        let disc = ipxe_discover(mac(1), 0x51);
+        let o = c.ask(&disc).await.expect("OFFER");
+        let ack = c
+            .ask(&selecting(&disc, o.yiaddr, std::net::Ipv4Addr::LOCALHOST))
+            .await
+            .expect("ACK");
+        assert_eq!(msg_type(&ack), 5, "{}", d.log_text());
+        ack.yiaddr
+    });
+    assert_eq!(leased.to_string(), "127.0.0.10");
+
+    // One-block TFTP read of boot.cfg from `from`.
+    let fetch = |from: &str| -> Vec<u8> {
+        let s = std::net::UdpSocket::bind((from, 0)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.send_to(b"\x00\x01boot.cfg\x00octet\x00", ("127.0.0.1", tftp_port))
+            .unwrap();
+        let mut buf = [0u8; 600];
+        let (n, peer) = s.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..2], &[0, 3], "DATA: {:?}", &buf[..n]);
+        s.send_to(&[0, 4, buf[2], buf[3]], peer).unwrap();
+        buf[4..n].to_vec()
+    };
+    assert_eq!(fetch("127.0.0.10"), b"for boxA\n", "{}", d.log_text());
+    assert_eq!(fetch("127.0.0.11"), b"for anyone\n", "{}", d.log_text());
 }

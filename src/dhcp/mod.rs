@@ -88,32 +88,10 @@ pub struct Decision {
     pub notice: Option<String>,
     /// Ask the HTTP ACL, then call `decide` again with its answer.
     pub check: Option<HttpQuery>,
-    /// The HTTP ACL's `File:` for the client just ACKed, by its address.
+    /// The HTTP ACL's `File:` for the client just ACKed, by its address
+    /// (for the log; TFTP asks [`Engine::client_file`] through
+    /// `DhcpServer::client_files`).
     pub client_file: Option<(Ipv4Addr, String)>,
-}
-
-/// The HTTP ACL's `File:` per leased address, shared with the TFTP
-/// service (its `{client_file}` variable) in the same process.
-static CLIENT_FILES: std::sync::OnceLock<std::sync::Mutex<HashMap<Ipv4Addr, String>>> =
-    std::sync::OnceLock::new();
-
-/// The file the HTTP ACL named for the client that holds `ip`, if any.
-pub fn client_file(ip: Ipv4Addr) -> Option<String> {
-    CLIENT_FILES
-        .get()?
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&ip)
-        .cloned()
-}
-
-/// Records (server side) the file the HTTP ACL named for `ip`.
-pub fn set_client_file(ip: Ipv4Addr, file: String) {
-    CLIENT_FILES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(ip, file);
 }
 
 impl Decision {

@@ -88,6 +88,17 @@ impl DhcpServer {
         })
     }
 
+    /// The file the HTTP ACL's `File:` line named for the client that
+    /// holds an address now (TFTP's `{client_file}`). None until the
+    /// server runs.
+    pub fn client_files(&self) -> Arc<dyn Fn(Ipv4Addr) -> Option<String> + Send + Sync> {
+        let slot = self.engine_slot.clone();
+        Arc::new(move |ip| {
+            let engine = slot.get()?.lock().unwrap_or_else(|p| p.into_inner());
+            engine.client_file(ip).map(str::to_string)
+        })
+    }
+
     /// Whether an address is leased (bound and not expired) to some client
     /// right now: `[httpd] check_ip`. False until the server runs.
     pub fn lease_holders(&self) -> Arc<dyn Fn(Ipv4Addr) -> bool + Send + Sync> {
@@ -395,9 +406,6 @@ fn decide(
 /// Logs, replies (when not left to the journal) and notifies.
 async fn finish(shared: &Shared, d: Decision, reply: Option<Outgoing>) {
     log_decision(&d);
-    if let Some((ip, file)) = &d.client_file {
-        crate::dhcp::set_client_file(*ip, file.clone());
-    }
     if let Some((buf, to)) = reply {
         send(&shared.sock, &buf, to).await;
     }

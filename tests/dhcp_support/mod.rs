@@ -159,6 +159,8 @@ pub fn ip(last: u8) -> Ipv4Addr {
 /// unicast to the sender). Stops when dropped.
 pub struct Loopback {
     pub addr: SocketAddr,
+    /// The server's `{client_file}` lookup (HTTP ACL `File:` by address).
+    pub client_files: Arc<dyn Fn(Ipv4Addr) -> Option<String> + Send + Sync>,
     pub stop: CancellationToken,
     pub task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -168,10 +170,12 @@ impl Loopback {
         let sock = pybootd::bind_udp(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
         let addr = sock.local_addr().unwrap();
         let server = pybootd::dhcp::server::DhcpServer::new(config, net(), sock).unwrap();
+        let client_files = server.client_files();
         let stop = CancellationToken::new();
         let task = tokio::spawn(server.serve(stop.clone()));
         Loopback {
             addr,
+            client_files,
             stop,
             task: Some(task),
         }
