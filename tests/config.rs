@@ -415,3 +415,23 @@ fn mutations_never_panic() {
     }
     assert!(ok > 0 && err > 0, "ok {ok} err {err}");
 }
+
+/// The HTTP ACL's wait: upstream's `[bootp] timeout` is honoured, and
+/// `[http] timeout` wins when both are given; neither: 5 s.
+#[test]
+fn http_acl_timeout_from_bootp_or_http() {
+    let parse = |bootp: &str, http: &str| {
+        let text = format!(
+            "[bootp]\npool_start = 10.0.0.10\naccess = http\n{bootp}\n[http]\nlocation = 127.0.0.1:8000\n{http}\n"
+        );
+        Config::parse(&text, Path::new("t.ini"))
+            .unwrap()
+            .http_acl
+            .unwrap()
+            .timeout
+    };
+    assert_eq!(parse("", ""), Duration::from_secs(5));
+    assert_eq!(parse("timeout = 2", ""), Duration::from_secs(2));
+    assert_eq!(parse("timeout = 2", "timeout = 7"), Duration::from_secs(7));
+    assert_eq!(parse("", "timeout = 1.5"), Duration::from_millis(1500));
+}

@@ -122,8 +122,11 @@ pub struct BootpConfig {
     pub set_gateway: bool,
     pub netmask: Option<Ipv4Addr>,
     pub notify: Vec<SocketAddrV4>,
-    /// How long to wait for the HTTP ACL server.
+    /// How long to wait for the HTTP ACL server (upstream's place for it;
+    /// `[http] timeout` wins when given).
     pub timeout: Duration,
+    /// Whether the file set `timeout` here.
+    pub timeout_given: bool,
     /// The lease journal; `None` when `lease_file = none`.
     pub lease_file: Option<PathBuf>,
 }
@@ -469,7 +472,18 @@ impl Validator<'_> {
             "MAC address or mask (AA-BB-CC-DD-EE-FF, AA-BB-CC/24)",
         )?;
         let uuid_rules = self.rules::<16>("uuid", "UUID or mask")?;
-        let http_acl = self.http_acl()?;
+        let mut http_acl = self.http_acl()?;
+        // Upstream's files set the HTTP ACL's wait in [bootp] timeout;
+        // [http] timeout, when given, wins.
+        if let (Some(h), Some(b)) = (http_acl.as_mut(), bootp.as_ref()) {
+            let http_has_it = self
+                .raw
+                .section("http")
+                .is_some_and(|s| s.entries.iter().any(|(k, _, _)| k == "timeout"));
+            if !http_has_it && b.timeout_given {
+                h.timeout = b.timeout;
+            }
+        }
         let static_dhcp = self.static_dhcp(bootp.as_ref())?;
         let buggy_clients = self.buggy_clients()?;
 
@@ -619,6 +633,7 @@ impl Validator<'_> {
                 })?);
             }
         }
+        let timeout_given = s.raw.entries.iter().any(|(k, _, _)| k == "timeout");
         let timeout = s.seconds("timeout", 5.0)?;
         let lease_file = match s.get("lease_file").map(str::trim) {
             None => Some(PathBuf::from(DEFAULT_LEASE_FILE)),
@@ -645,6 +660,7 @@ impl Validator<'_> {
             netmask,
             notify,
             timeout,
+            timeout_given,
             lease_file,
         }))
     }
