@@ -146,10 +146,28 @@ fn real_main(cli: &Cli) -> Result<()> {
         tracing::info!(%addr, "{service} listening");
     }
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    // One CPU to run on (a small VM, or pinned with taskset): a
+    // current-thread runtime, without the work-stealing scheduler's
+    // bookkeeping and cross-thread wake-ups; more: one worker per CPU.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let one_cpu = cpus == 1;
+    tracing::info!(
+        cpus,
+        flavor = if one_cpu {
+            "current-thread"
+        } else {
+            "multi-thread"
+        },
+        "async runtime"
+    );
+    let rt = if one_cpu {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
+    .enable_all()
+    .build()
+    .context("cannot start the async runtime")?;
     let shutdown = CancellationToken::new();
     let config = Arc::new(config);
     rt.block_on(async {

@@ -144,10 +144,12 @@ async fn http_acl_grants_denies_times_out_and_never_blocks_others() {
 /// The whole binary: the HTTP ACL's `File:` line for a PXE client reaches
 /// the TFTP side's `{client_file}` filter. The client leased 127.0.0.10 gets
 /// its own file for `boot.cfg`; an address holding no lease gets the plain
-/// `boot.cfg` (the rule is skipped).
+/// `boot.cfg` (the rule is skipped). The daemon runs on one CPU
+/// (`taskset -c 0`): its current-thread runtime carries all three at once.
 #[test]
 fn acl_file_line_reaches_tftp_client_file_filter() {
     need_program("python3");
+    let taskset = need_program("taskset");
     let dir = Scratch::new("clientfile");
     let script = dir.write("acl.py", SERVER.as_bytes());
     let mut child = Command::new("python3")
@@ -180,10 +182,15 @@ fn acl_file_line_reaches_tftp_client_file_filter() {
         )
         .as_bytes(),
     );
-    let mut cmd = Command::new(common::pybootd_bin());
-    cmd.arg("-c").arg(&ini);
+    let mut cmd = Command::new(taskset);
+    cmd.args(["-c", "0", common::pybootd_bin(), "-c"]).arg(&ini);
     let mut d = common::Daemon::spawn(cmd, dir.path.join("daemon.log"));
     d.wait_log("pybootd running", Duration::from_secs(10));
+    assert!(
+        d.log_text().contains("flavor=\"current-thread\""),
+        "{}",
+        d.log_text()
+    );
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
