@@ -231,9 +231,8 @@ impl HttpServer {
                 }
             });
         }
-        tracker.close();
         // Connections end with the token; this wait is short.
-        let _ = tokio::time::timeout(crate::SHUTDOWN_GRACE, tracker.wait()).await;
+        crate::shutdown::drain(&tracker, "").await;
         Ok(())
     }
 }

@@ -17,6 +17,7 @@
 //! | [`tftp`] | TFTP listener, one task per transfer, sources | sockets, files, HTTP |
 //! | [`httpd`] | `[httpd]` static files over HTTP (`-H`); request parsing pure | TCP, files |
 //! | [`logging`] | `[logger]` -> tracing subscriber | the log sink |
+//! | [`shutdown`] | the grace period and the wait every service does on stop | none |
 //!
 //! [`run`] starts the enabled services on sockets that `main` has bound,
 //! and stops them when the shutdown token is cancelled.
@@ -30,6 +31,7 @@ pub mod httpd;
 pub mod leases;
 pub mod logging;
 pub mod netif;
+pub mod shutdown;
 pub mod tftp;
 pub mod wire;
 
@@ -43,7 +45,7 @@ use crate::config::Config;
 use crate::netif::ServerNet;
 
 /// How long in-flight work may take to finish once shutdown is asked for.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+pub const SHUTDOWN_GRACE: Duration = shutdown::GRACE;
 
 /// The sockets `main` (or a test) bound before anything runs.
 #[derive(Debug, Default)]

@@ -240,13 +240,7 @@ impl DhcpServer {
         }
         shutdown.cancelled().await;
 
-        tracker.close();
-        if tokio::time::timeout(crate::SHUTDOWN_GRACE, tracker.wait())
-            .await
-            .is_err()
-        {
-            warn!("DHCP tasks (HTTP ACL checks) still running at shutdown: abandoned");
-        }
+        crate::shutdown::drain(&tracker, "DHCP tasks (HTTP ACL checks)").await;
         // Closing the channel ends the journal thread once it has written
         // (and answered) what it holds.
         match Arc::try_unwrap(shared) {

@@ -196,13 +196,7 @@ impl TftpServer {
                 }
             });
         }
-        tracker.close();
-        if tokio::time::timeout(crate::SHUTDOWN_GRACE, tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("TFTP: transfers still running at shutdown");
-        }
+        crate::shutdown::drain(&tracker, "TFTP transfers").await;
         Ok(())
     }
 }
