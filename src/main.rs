@@ -115,20 +115,21 @@ fn real_main(cli: &Cli) -> Result<()> {
     let mut bound = Vec::new();
     if cli.dhcp_enabled() {
         let b = config.bootp.as_ref().expect("checked above");
-        let addr = SocketAddrV4::new(b.address, b.port);
-        sockets.dhcp = Some(pybootd::bind_udp(addr).context("BOOTP/DHCP")?);
-        bound.push(("BOOTP/DHCP", addr));
+        let sock = pybootd::bind_udp(SocketAddrV4::new(b.address, b.port)).context("BOOTP/DHCP")?;
+        bound.push(("BOOTP/DHCP", sock.local_addr()?));
+        sockets.dhcp = Some(sock);
     }
     if cli.tftp_enabled() {
-        let addr = SocketAddrV4::new(tftp_ip, config.tftp.port);
-        sockets.tftp = Some(pybootd::bind_udp(addr).context("TFTP")?);
-        bound.push(("TFTP", addr));
+        let sock =
+            pybootd::bind_udp(SocketAddrV4::new(tftp_ip, config.tftp.port)).context("TFTP")?;
+        bound.push(("TFTP", sock.local_addr()?));
+        sockets.tftp = Some(sock);
     }
     if cli.http {
         let h = config.httpd.as_ref().expect("checked above");
-        let addr = SocketAddrV4::new(http_ip, h.port);
-        sockets.http = Some(pybootd::bind_tcp(addr).context("HTTP")?);
-        bound.push(("HTTP", addr));
+        let listener = pybootd::bind_tcp(SocketAddrV4::new(http_ip, h.port)).context("HTTP")?;
+        bound.push(("HTTP", listener.local_addr()?));
+        sockets.http = Some(listener);
     }
     if let Some(note) = net_note {
         tracing::info!("no served network, listening on 0.0.0.0 where no address is set: {note}");
@@ -142,8 +143,10 @@ fn real_main(cli: &Cli) -> Result<()> {
             "served network"
         );
     }
+    // The address the kernel bound (port 0 in the config: any free port),
+    // in the message itself so that a script or test can read it back.
     for (service, addr) in bound {
-        tracing::info!(%addr, "{service} listening");
+        tracing::info!("{service} listening on {addr}");
     }
 
     // One CPU to run on (a small VM, or pinned with taskset): a

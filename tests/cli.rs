@@ -28,10 +28,6 @@ fn example(name: &str) -> PathBuf {
 }
 
 /// A UDP port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    common::free_port()
-}
-
 /// A config serving DHCP and TFTP on 127.0.0.1 high ports.
 fn lo_config(dhcp_port: u16, tftp_port: u16, logger: &str) -> String {
     format!(
@@ -195,10 +191,9 @@ fn port_in_use_is_one_line() {
     let s = Scratch::new("inuse");
     let held = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port();
-    let free = free_port();
     for (cfg, service, args) in [
-        (lo_config(free, port, ""), "TFTP", &[][..]),
-        (lo_config(port, free, ""), "BOOTP/DHCP", &["-p"][..]),
+        (lo_config(0, port, ""), "TFTP", &[][..]),
+        (lo_config(port, 0, ""), "BOOTP/DHCP", &["-p"][..]),
     ] {
         let p = s.write("x.ini", cfg.as_bytes());
         let mut cmd = Command::new(pybootd_bin());
@@ -257,16 +252,14 @@ fn kill(pid: u32, sig: &str) {
 fn sigterm_and_sigint_exit_0() {
     let s = Scratch::new("sig");
     for sig in ["TERM", "INT"] {
-        let p = s.write("x.ini", lo_config(free_port(), free_port(), "").as_bytes());
+        let p = s.write("x.ini", lo_config(0, 0, "").as_bytes());
         let mut cmd = Command::new(pybootd_bin());
         cmd.arg("-c").arg(&p);
         let mut d = Daemon::spawn(cmd, s.path.join(format!("{sig}.log")));
         d.wait_log("pybootd running", Duration::from_secs(10));
-        let log = d.log_text();
-        assert!(
-            log.contains("BOOTP/DHCP listening") && log.contains("TFTP listening"),
-            "{log}"
-        );
+        // Port 0 in the config: the log names the port the kernel chose.
+        assert_ne!(d.bound("BOOTP/DHCP").port(), 0);
+        assert_ne!(d.bound("TFTP").port(), 0);
         kill(d.child.id(), sig);
         let st = wait_exit(&mut d, Duration::from_secs(10));
         assert_eq!(st.code(), Some(0), "SIG{sig}:\n{}", d.log_text());
@@ -292,10 +285,7 @@ fn logger_file_and_debug() {
     );
     for debug in [false, true] {
         let _ = std::fs::remove_file(&logfile);
-        let p = s.write(
-            "x.ini",
-            lo_config(free_port(), free_port(), &logger).as_bytes(),
-        );
+        let p = s.write("x.ini", lo_config(0, 0, &logger).as_bytes());
         let mut cmd = Command::new(pybootd_bin());
         if debug {
             cmd.arg("-d");

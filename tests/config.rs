@@ -300,7 +300,7 @@ const BAD: &[(&str, &str)] = &[
     ("bad-mac-static.ini", ":5: [static_dhcp] 00-11-22-33-44-gg: '00-11-22-33-44-gg' is not a MAC address (AA-BB-CC-DD-EE-FF)"),
     ("bad-mask.ini", ":6: [mac] 00-11-22/30: '00-11-22/30': prefix /30 is longer than the 24 bits given"),
     ("bad-bool.ini", ":3: [bootp] allow_simple_dhcp: 'maybe' is not a boolean (yes/no, on/off, true/false, 1/0)"),
-    ("bad-port.ini", ":5: [tftp] port: 70000 is out of range [1, 65535]"),
+    ("bad-port.ini", ":5: [tftp] port: 70000 is out of range [0, 65535]"),
     ("bad-number.ini", ":3: [bootp] pool_count: 'ten' is not a whole number"),
     ("missing-pool-start.ini", ": [bootp] pool_start: missing: the first address to hand out is required"),
     ("access-mac-without-section.ini", ":3: [bootp] access: access = mac needs a [mac] section, and there is none"),

@@ -168,15 +168,14 @@ fn acl_file_line_reaches_tftp_client_file_filter() {
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("boxA.cfg"), b"for boxA\n").unwrap();
     std::fs::write(root.join("boot.cfg"), b"for anyone\n").unwrap();
-    let (dhcp_port, tftp_port) = (common::free_port(), common::free_port());
     let ini = dir.write(
         "pybootd.ini",
         format!(
-            "[bootp]\naddress = 127.0.0.1\nport = {dhcp_port}\npool_start = 127.0.0.10\npool_count = 5\n\
+            "[bootp]\naddress = 127.0.0.1\nport = 0\npool_start = 127.0.0.10\npool_count = 5\n\
              lease_file = none\naccess = http\n\
              [http]\nlocation = 127.0.0.1:{http_port}\npxe = /boot\ndhcp = /linux\ntimeout = 5\n\
              [bootfile]\ndefault = pxelinux.0\n\
-             [tftp]\naddress = 127.0.0.1\nport = {tftp_port}\nroot = {}\n\
+             [tftp]\naddress = 127.0.0.1\nport = 0\nroot = {}\n\
              [filters]\nboot.cfg = {{client_file}}\n",
             root.display()
         )
@@ -186,6 +185,7 @@ fn acl_file_line_reaches_tftp_client_file_filter() {
     cmd.args(["-c", "0", common::pybootd_bin(), "-c"]).arg(&ini);
     let mut d = common::Daemon::spawn(cmd, dir.path.join("daemon.log"));
     d.wait_log("pybootd running", Duration::from_secs(10));
+    let (server, tftp) = (d.bound("BOOTP/DHCP"), d.bound("TFTP"));
     assert!(
         d.log_text().contains("flavor=\"current-thread\""),
         "{}",
@@ -196,7 +196,6 @@ fn acl_file_line_reaches_tftp_client_file_filter() {
         .enable_all()
         .build()
         .unwrap();
-    let server = std::net::SocketAddr::from(([127, 0, 0, 1], dhcp_port));
     let leased = rt.block_on(async {
         let c = Client::new(server).await;
         let disc = ipxe_discover(mac(1), 0x51);
@@ -214,8 +213,7 @@ fn acl_file_line_reaches_tftp_client_file_filter() {
     let fetch = |from: &str| -> Vec<u8> {
         let s = std::net::UdpSocket::bind((from, 0)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.send_to(b"\x00\x01boot.cfg\x00octet\x00", ("127.0.0.1", tftp_port))
-            .unwrap();
+        s.send_to(b"\x00\x01boot.cfg\x00octet\x00", tftp).unwrap();
         let mut buf = [0u8; 600];
         let (n, peer) = s.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..2], &[0, 3], "DATA: {:?}", &buf[..n]);

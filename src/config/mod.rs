@@ -105,6 +105,7 @@ pub struct BootpConfig {
     /// errors found after parsing.
     pub section: String,
     pub address: Ipv4Addr,
+    /// 0: any free port, chosen by the kernel and logged (tests).
     pub port: u16,
     pub pool_start: Ipv4Addr,
     pub pool_count: u32,
@@ -564,7 +565,7 @@ impl Validator<'_> {
             return Ok(None);
         };
         let address = s.ip("address")?.unwrap_or(Ipv4Addr::UNSPECIFIED);
-        let port = s.number("port", 67u16, 1, 65535)?;
+        let port = s.number("port", 67u16, 0, 65535)?;
         let pool_start = s.ip("pool_start")?.ok_or_else(|| {
             s.err(
                 Some("pool_start"),
@@ -706,7 +707,7 @@ impl Validator<'_> {
             });
         };
         let address = s.ip("address")?;
-        let port = s.number("port", 69u16, 1, 65535)?;
+        let port = s.number("port", 69u16, 0, 65535)?;
         let blocksize = s.number("blocksize", 512u16, 8, 65464)?;
         let max_blocksize = match s.parsed::<u16>("max_blocksize", "a whole number")? {
             // An upstream file that raised blocksize keeps working.
@@ -753,7 +754,7 @@ impl Validator<'_> {
             return Ok(None);
         };
         let address = s.ip("address")?;
-        let port = s.number("port", 80u16, 1, 65535)?;
+        let port = s.number("port", 80u16, 0, 65535)?;
         let root = PathBuf::from(s.string("root", "."));
         let check_ip = s.boolean("check_ip", true)?;
         s.finish()?;

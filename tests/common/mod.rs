@@ -256,6 +256,19 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The address a service bound, read back from its `SERVICE listening
+    /// on ADDR` log line (configs use port 0: the kernel picks a free one,
+    /// so tests never race each other for a port). Waits for it, bounded.
+    pub fn bound(&mut self, service: &str) -> std::net::SocketAddr {
+        let needle = format!("{service} listening on ");
+        self.wait_log(&needle, Duration::from_secs(10));
+        let log = self.log_text();
+        let at = log.find(&needle).expect("just seen") + needle.len();
+        let addr = log[at..].split_whitespace().next().unwrap_or_default();
+        addr.parse()
+            .unwrap_or_else(|e| panic!("'{addr}' after '{needle}': {e}\n{log}"))
+    }
+
     /// Waits (bounded) until the log contains `needle`; panics with the log
     /// when it does not appear in time or the process died.
     pub fn wait_log(&mut self, needle: &str, within: Duration) {
