@@ -77,14 +77,14 @@ has() { [[ " $SERVERS " == *" $1 "* ]]; }
 SINGLE_CASES="512 1468 max 1468w16 1468w64"
 section() { [[ " $SECTIONS " == *" $1 "* ]]; }
 TFTP_SERVERS=""
-for s in pybootd atftpd tftpd-hpa dnsmasq; do has "$s" && TFTP_SERVERS="$TFTP_SERVERS $s"; done
+for s in pybootd pybootd-base atftpd tftpd-hpa dnsmasq; do has "$s" && TFTP_SERVERS="$TFTP_SERVERS $s"; done
 DHCP_SERVERS=""
-for s in pybootd kea dnsmasq; do has "$s" && DHCP_SERVERS="$DHCP_SERVERS $s"; done
+for s in pybootd pybootd-base kea dnsmasq; do has "$s" && DHCP_SERVERS="$DHCP_SERVERS $s"; done
 servers_of_run() {
   TFTP_SERVERS=""
-  for s in pybootd atftpd tftpd-hpa dnsmasq; do has "$s" && TFTP_SERVERS="$TFTP_SERVERS $s"; done
+  for s in pybootd pybootd-base atftpd tftpd-hpa dnsmasq; do has "$s" && TFTP_SERVERS="$TFTP_SERVERS $s"; done
   DHCP_SERVERS=""
-  for s in pybootd kea dnsmasq; do has "$s" && DHCP_SERVERS="$DHCP_SERVERS $s"; done
+  for s in pybootd pybootd-base kea dnsmasq; do has "$s" && DHCP_SERVERS="$DHCP_SERVERS $s"; done
 }
 if [ -n "$REPORT_ONLY" ]; then
   OUT=$REPORT_ONLY
@@ -136,6 +136,11 @@ PYBOOTD="$ROOT/target/release/pybootd"
 [ -x "$TFTPLOAD" ] || die "$TFTPLOAD missing (cargo build --release -p tftpload)"
 if [ -n "$TFTP_SERVERS$DHCP_SERVERS" ] && has pybootd; then
   [ -x "$PYBOOTD" ] || die "$PYBOOTD missing (cargo build --release)"
+fi
+# pybootd-base: another pybootd binary (PYBOOTD_BASE=path, e.g. a build
+# of main before a change) measured in the same run, for before/after.
+if has pybootd-base; then
+  [ -x "${PYBOOTD_BASE:-}" ] || die "--servers pybootd-base needs PYBOOTD_BASE=/path/to/pybootd"
 fi
 has atftpd && ensure_atftpd
 

@@ -28,8 +28,9 @@ server_cmd() {
   SEQ=$((SEQ + 1))
   LEASES="$STATE/leases-$name-$SEQ"
   case "$name/$mode" in
-    pybootd/tftp | pybootd-http/tftp)
-      local root=$DATA
+    pybootd/tftp | pybootd-http/tftp | pybootd-base/tftp)
+      local root=$DATA bin=$PYBOOTD
+      [ "$name" = pybootd-base ] && bin=$PYBOOTD_BASE
       [ "$name" = pybootd-http ] && root="http://$SIP:8080"
       cat >"$STATE/pybootd-tftp.ini" <<EOF
 [logger]
@@ -42,9 +43,11 @@ root = $root
 max_blocksize = 65464
 max_transfers = 1024
 EOF
-      CMD=("$PYBOOTD" -t -c "$STATE/pybootd-tftp.ini")
+      CMD=("$bin" -t -c "$STATE/pybootd-tftp.ini")
       ;;
-    pybootd/dhcp)
+    pybootd/dhcp | pybootd-base/dhcp)
+      local bin=$PYBOOTD
+      [ "$name" = pybootd-base ] && bin=$PYBOOTD_BASE
       cat >"$STATE/pybootd-dhcp.ini" <<EOF
 [logger]
 type = stderr
@@ -60,7 +63,7 @@ lease_file = $LEASES
 [bootfile]
 default = pxelinux.0
 EOF
-      CMD=("$PYBOOTD" -p -c "$STATE/pybootd-dhcp.ini")
+      CMD=("$bin" -p -c "$STATE/pybootd-dhcp.ini")
       ;;
     atftpd/tftp)
       # --maxthread: its default (100) would refuse half of a 200 storm.
