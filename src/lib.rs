@@ -17,6 +17,7 @@
 //! | [`tftp`] | TFTP listener, one task per transfer, sources | sockets, files, HTTP |
 //! | [`httpd`] | `[httpd]` static files over HTTP (`-H`); request parsing pure | TCP, files |
 //! | [`logging`] | `[logger]` -> tracing subscriber | the log sink |
+//! | [`privdrop`] | `[daemon] user`/`group`: the drop after binding | set*id, the lease directory |
 //! | [`shutdown`] | the grace period and the wait every service does on stop | none |
 //!
 //! [`run`] starts the enabled services on sockets that `main` has bound,
@@ -31,6 +32,7 @@ pub mod httpd;
 pub mod leases;
 pub mod logging;
 pub mod netif;
+pub mod privdrop;
 pub mod shutdown;
 pub mod tftp;
 pub mod wire;

@@ -101,8 +101,14 @@ fn real_main(cli: &Cli) -> Result<()> {
         .or(net.as_ref().map(|n| n.ip))
         .unwrap_or(Ipv4Addr::UNSPECIFIED);
 
+    let identity = pybootd::privdrop::resolve(&config.daemon)
+        .map_err(|(key, m)| anyhow::anyhow!("{}: [daemon] {key}: {m}", config.path.display()))?;
     if cli.check {
         print_check(cli, &config, net.as_ref(), tftp_ip, http_ip);
+        match &identity {
+            Some(id) => println!("daemon: runs as {id} once its sockets are bound"),
+            None => println!("daemon: runs as the user who started it (no [daemon] user)"),
+        }
         return Ok(());
     }
 
@@ -148,6 +154,7 @@ fn real_main(cli: &Cli) -> Result<()> {
     for (service, addr) in bound {
         tracing::info!("{service} listening on {addr}");
     }
+    become_service_user(&config, identity.as_ref())?;
 
     // One CPU to run on (a small VM, or pinned with taskset): a
     // current-thread runtime, without the work-stealing scheduler's
@@ -208,6 +215,43 @@ fn real_main(cli: &Cli) -> Result<()> {
 }
 
 /// `--check`: what would be served, for the operator's dry run.
+/// Once every socket is bound: more open files allowed, then the drop to
+/// `[daemon] user` (refusing to serve when it fails), or a warning when
+/// root keeps running without one.
+fn become_service_user(
+    config: &Config,
+    identity: Option<&pybootd::privdrop::Identity>,
+) -> anyhow::Result<()> {
+    use pybootd::privdrop;
+    match privdrop::raise_nofile() {
+        Ok(n) => tracing::debug!(nofile = n, "open-file limit"),
+        Err(e) => tracing::warn!("cannot read the open-file limit: {e}"),
+    }
+    let Some(id) = identity else {
+        if nix::unistd::geteuid().is_root() {
+            tracing::warn!("running as root: set [daemon] user (e.g. nobody) to drop it once the sockets are bound");
+        }
+        return Ok(());
+    };
+    if let Some(path) = config.bootp.as_ref().and_then(|b| b.lease_file.as_ref()) {
+        privdrop::prepare_state_dir(path, id).with_context(|| {
+            format!(
+                "{}: [daemon] user: cannot prepare the directory of {} for {id}",
+                config.path.display(),
+                path.display()
+            )
+        })?;
+    }
+    privdrop::drop_to(id).with_context(|| {
+        format!(
+            "{}: [daemon] user: cannot become {id}",
+            config.path.display()
+        )
+    })?;
+    tracing::info!(user = %id.user, group = %id.group, "privileges dropped: running as {id}");
+    Ok(())
+}
+
 fn print_check(
     cli: &Cli,
     config: &Config,

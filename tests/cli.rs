@@ -27,8 +27,7 @@ fn example(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A UDP port on 127.0.0.1 that was free a moment ago.
-/// A config serving DHCP and TFTP on 127.0.0.1 high ports.
+/// A config serving DHCP and TFTP on 127.0.0.1 (port 0: any free port).
 fn lo_config(dhcp_port: u16, tftp_port: u16, logger: &str) -> String {
     format!(
         "{logger}\n[bootp]\naddress = 127.0.0.1\nport = {dhcp_port}\npool_start = 127.0.0.10\nlease_file = none\n\n[tftp]\naddress = 127.0.0.1\nport = {tftp_port}\nroot = .\n"

@@ -179,6 +179,16 @@ pub struct HttpdConfig {
     pub check_ip: bool,
 }
 
+/// `[daemon]`: who the daemon is once its sockets are bound. Names only:
+/// they are looked up (and the drop done) when the daemon starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// `user`: the account to run as; `None`: stay who started it.
+    pub user: Option<String>,
+    /// `group`: `None` is the user's own group.
+    pub group: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct HttpAclConfig {
     /// `http://host:port` (a bare `host:port` gets `http://` in front).
@@ -201,6 +211,7 @@ pub struct Config {
     /// The file it came from, for messages.
     pub path: PathBuf,
     pub logger: LoggerConfig,
+    pub daemon: DaemonConfig,
     /// `None` when the file has no `[bootp]`/`[bootpd]` section.
     pub bootp: Option<BootpConfig>,
     pub bootfile: BootfileConfig,
@@ -411,6 +422,7 @@ impl Validator<'_> {
     fn run(self) -> Result<Config, ConfigError> {
         const KNOWN: &[&str] = &[
             "logger",
+            "daemon",
             "bootp",
             "bootpd",
             "bootfile",
@@ -436,6 +448,7 @@ impl Validator<'_> {
             }
         }
         let logger = self.logger()?;
+        let daemon = self.daemon()?;
         let bootp = self.bootp()?;
         let bootfile = self.bootfile()?;
         let tftp = self.tftp()?;
@@ -507,6 +520,7 @@ impl Validator<'_> {
         Ok(Config {
             path: self.path.to_path_buf(),
             logger,
+            daemon,
             bootp,
             bootfile,
             tftp,
@@ -747,6 +761,26 @@ impl Validator<'_> {
             upload_dir,
             upload_max,
         })
+    }
+
+    fn daemon(&self) -> Result<DaemonConfig, ConfigError> {
+        let Some(mut s) = self.section(&["daemon"])? else {
+            return Ok(DaemonConfig::default());
+        };
+        let mut name = |key: &'static str| -> Result<Option<String>, ConfigError> {
+            match s.get(key).map(str::trim) {
+                None => Ok(None),
+                Some("") => Err(s.err(Some(key), "empty: name an account, or remove the key")),
+                Some(v) => Ok(Some(v.to_string())),
+            }
+        };
+        let user = name("user")?;
+        let group = name("group")?;
+        if group.is_some() && user.is_none() {
+            return Err(s.err(Some("group"), "group without user: name the user too"));
+        }
+        s.finish()?;
+        Ok(DaemonConfig { user, group })
     }
 
     fn httpd(&self) -> Result<Option<HttpdConfig>, ConfigError> {
