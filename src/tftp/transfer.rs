@@ -1,6 +1,6 @@
-//! One transfer on its own socket: option negotiation (pure), the RRQ send
-//! loop (lock-step or RFC 7440 windows, rollover, bounded retransmission,
-//! no Sorcerer's Apprentice) and the WRQ receive loop.
+//! One transfer on its own socket: option negotiation (pure), and the
+//! drivers of `window`'s state machines: the RRQ send loop (reads into the
+//! one packet buffer, GSO sends, the one timer) and the WRQ receive loop.
 
 use std::future::Future;
 use std::io::{self, IoSliceMut};

@@ -173,3 +173,69 @@ fn create_upload(dir: &Path, name: &str) -> Result<(PathBuf, std::fs::File), Tft
         })?;
     Ok((path, file))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// A disk that takes 200 ms per write and per sync.
+    struct SlowDisk(Arc<Mutex<(Vec<u8>, bool)>>);
+
+    impl Write for SlowDisk {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(200));
+            self.0.lock().unwrap().0.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Storage for SlowDisk {
+        fn sync(&mut self) -> io::Result<()> {
+            std::thread::sleep(Duration::from_millis(200));
+            self.0.lock().unwrap().1 = true;
+            Ok(())
+        }
+    }
+
+    /// On a one-thread runtime, a task ticking every 5 ms keeps ticking
+    /// while an upload's batch is written and synced on a slow disk: the
+    /// disk's time is spent off the runtime's thread.
+    #[test]
+    fn slow_disk_does_not_stall_the_runtime() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let disk = Arc::new(Mutex::new((Vec::new(), false)));
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let t = ticks.clone();
+        let stored = rt.block_on(async {
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    t.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            let mut sink = FileSink::new(SlowDisk(disk.clone()), None);
+            let block = vec![7u8; 512];
+            for _ in 0..BATCH_BYTES / 512 {
+                sink.write(&block).await.unwrap();
+            }
+            sink.write(b"end").await.unwrap();
+            sink.finish().await.unwrap();
+            ticks.load(Ordering::Relaxed)
+        });
+        let (bytes, synced) = &*disk.lock().unwrap();
+        assert_eq!(bytes.len(), BATCH_BYTES + 3);
+        assert!(synced);
+        // 400 ms of disk time: about 80 ticks when the runtime is free,
+        // none when the disk blocks it.
+        assert!(stored >= 20, "the runtime stalled: {stored} ticks");
+    }
+}
