@@ -6,6 +6,8 @@
 mod gso;
 pub mod source;
 pub mod transfer;
+mod upload;
+pub mod window;
 
 use std::collections::HashMap;
 use std::io;
@@ -267,7 +269,7 @@ async fn transfer_in_span(
         cancel,
     };
     if write {
-        return run_upload(shared, &link, &req).await;
+        return upload::run_upload(shared, &link, &req).await;
     }
     let started = Instant::now();
     let src = match open(shared, peer, &req.filename).await {
@@ -398,109 +400,4 @@ async fn open_name(shared: &Shared, name: &str) -> Result<AnySource, TftpError> 
         Served::Local(root) => root.open(name).map(AnySource::Local),
         Served::Http(root) => root.open(name).await.map(|f| AnySource::Http(Box::new(f))),
     }
-}
-
-/// A WRQ: refused unless `upload_dir` is set; then a new file (never an
-/// existing one) under it, at most `upload_max` bytes; partial files are
-/// removed.
-async fn run_upload(shared: &Shared, link: &Link<'_>, req: &Request) -> io::Result<()> {
-    let Some(dir) = &shared.upload_dir else {
-        tracing::info!("WRQ refused: uploads are off (no upload_dir)");
-        link.send_error(&TftpError::new(
-            code::ACCESS_VIOLATION,
-            "Uploads are disabled",
-        ))
-        .await;
-        return Ok(());
-    };
-    let (path, file) = match create_upload(dir, &req.filename) {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::info!(code = e.code, "WRQ refused: {}", e.message);
-            link.send_error(&e).await;
-            return Ok(());
-        }
-    };
-    let started = Instant::now();
-    let neg = match negotiate(link, req, &shared.config, None, true).await {
-        Some(n) => n,
-        None => {
-            let _ = std::fs::remove_file(&path);
-            return Ok(());
-        }
-    };
-    let mut sink = FileSink {
-        file: io::BufWriter::new(file),
-        netascii: (req.mode == Mode::Netascii).then(source::NetasciiIn::default),
-        scratch: Vec::new(),
-    };
-    let end = transfer::receive_file(link, &mut sink, &neg, shared.config.tftp.upload_max).await;
-    let flushed = io::Write::flush(&mut sink.file);
-    match (&end, flushed) {
-        (Ok(End::Done { .. }), Ok(())) => {
-            tracing::info!(path = %path.display(), "upload stored");
-        }
-        _ => {
-            let _ = std::fs::remove_file(&path);
-        }
-    }
-    if let Ok(e) = &end {
-        log_end(e, started.elapsed(), "received");
-    }
-    end.map(|_| ())
-}
-
-struct FileSink {
-    file: io::BufWriter<std::fs::File>,
-    netascii: Option<source::NetasciiIn>,
-    scratch: Vec<u8>,
-}
-
-impl transfer::Sink for FileSink {
-    fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        use std::io::Write;
-        match &mut self.netascii {
-            None => self.file.write_all(data),
-            Some(n) => {
-                self.scratch.clear();
-                n.convert(data, &mut self.scratch);
-                self.file.write_all(&self.scratch)
-            }
-        }
-    }
-    fn finish(&mut self) -> io::Result<()> {
-        use std::io::Write;
-        self.file.flush()?;
-        self.file.get_ref().sync_data()
-    }
-}
-
-/// Creates the upload's file: same name rules as reads, the parent must
-/// already exist inside `dir`, and an existing name is ERROR 6.
-fn create_upload(dir: &std::path::Path, name: &str) -> Result<(PathBuf, std::fs::File), TftpError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let parts = source::components(name)?;
-    let (file_name, parents) = parts.split_last().ok_or_else(TftpError::access)?;
-    let mut parent = dir.to_path_buf();
-    for p in parents {
-        parent.push(p);
-    }
-    let parent = parent.canonicalize().map_err(|_| TftpError::access())?;
-    if !parent.starts_with(dir) {
-        return Err(TftpError::access());
-    }
-    let path = parent.join(file_name);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o644)
-        .open(&path)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::AlreadyExists => {
-                TftpError::new(code::FILE_EXISTS, "File already exists")
-            }
-            _ => TftpError::access(),
-        })?;
-    Ok((path, file))
 }

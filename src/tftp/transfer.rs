@@ -1,10 +1,11 @@
-//! One transfer on its own socket: option negotiation (pure), the RRQ send
-//! loop (lock-step or RFC 7440 windows, rollover, bounded retransmission,
-//! no Sorcerer's Apprentice) and the WRQ receive loop.
+//! One transfer on its own socket: option negotiation (pure), and the
+//! drivers of `window`'s state machines: the RRQ send loop (reads into the
+//! one packet buffer, GSO sends, the one timer) and the WRQ receive loop.
 
+use std::future::Future;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::TftpConfig;
 use crate::tftp::gso;
 use crate::tftp::source::{Source, TftpError};
+use crate::tftp::window::{Acked, Burst, Expired, Received, RecvWindow, SendWindow, READ_BATCH};
 use crate::wire::tftp::{self as wire, code, Packet, Request};
 
 /// A window never holds more than this many bytes of data (memory bound
@@ -98,13 +100,6 @@ pub fn negotiate(
     }
     Ok(n)
 }
-
-/// Most window slots filled by one read.
-const READ_BATCH: usize = 64;
-
-/// File data read at once ahead of a small window (lock-step: one read
-/// call per this many bytes instead of one per block).
-const READ_AHEAD_BYTES: usize = 32 << 10;
 
 /// How a transfer ended.
 #[derive(Debug)]
@@ -222,7 +217,8 @@ async fn oack_handshake(
 }
 
 /// Sends the file: OACK first when options were agreed, then windows of
-/// `neg.window` blocks. Block numbers wrap past 65535 to 0.
+/// `neg.window` blocks ([`SendWindow`] decides which). Block numbers wrap
+/// past 65535 to 0.
 pub async fn send_file<S: Source>(
     link: &Link<'_>,
     src: &mut S,
@@ -238,31 +234,13 @@ pub async fn send_file<S: Source>(
             return Ok(end);
         }
     }
-    let bs = neg.blksize;
-    let slot = bs + 4;
-    let window = neg.window;
-    // The buffer holds whole windows, as many as fit in READ_AHEAD_BYTES
-    // (at least one): small windows and lock-step transfers read that much
-    // of the file per read call, not one window.
-    let cap = window * (READ_AHEAD_BYTES / (window * bs)).max(1);
+    let mut w = SendWindow::new(neg.blksize, neg.window, link.retries);
+    let slot = neg.blksize + 4;
     // The packets, header and data, built in place: the only buffer of the
     // transfer, allocated once.
-    let mut win = vec![0u8; cap * slot];
+    let mut win = vec![0u8; w.cap() * slot];
+    let mut out = Sender::new(link, slot, neg.window);
     let mut rbuf = [0u8; 1024];
-    // The first unacknowledged block is at slot `off`; blocks
-    // base..base+nbuf are in slots off..off+nbuf.
-    let mut base: u64 = 1;
-    let mut off: usize = 0;
-    let mut nbuf: usize = 0;
-    // The last block (shorter than blksize, maybe empty) once read.
-    let mut last: Option<(u64, usize)> = None;
-    let mut bytes: u64 = 0;
-    let mut tries = 0u32;
-    // Whole windows in one send each (UDP GSO), when the kernel agrees.
-    let per_send = gso::MAX_SEGMENTS.min(gso::MAX_SEND / slot);
-    let mut gso = window > 1
-        && per_send > 1
-        && u16::try_from(slot).is_ok_and(|s| gso::set_segment(link.sock, s));
     // One timer for the whole transfer: re-armed only when it fires early
     // (progress moved the deadline), not once per block.
     let timer = tokio::time::sleep(neg.timeout);
@@ -273,132 +251,176 @@ pub async fn send_file<S: Source>(
                 .await;
             return Ok(End::Cancelled);
         }
-        // Fill when the window is short: the unacknowledged tail moves to
-        // the front, then the data parts of up to READ_BATCH free slots in
-        // one (vectored) read.
-        if nbuf < window && last.is_none() {
-            win.copy_within(off * slot..(off + nbuf) * slot, 0);
-            off = 0;
+        if let Err(e) = fill(&mut w, &mut win, slot, src).await {
+            link.send_error(&TftpError::new(code::NOT_DEFINED, "Read error"))
+                .await;
+            return Ok(End::SourceFailed(e));
         }
-        while nbuf < window && last.is_none() {
-            let count = (cap - nbuf).min(READ_BATCH);
-            let region = &mut win[nbuf * slot..(nbuf + count) * slot];
-            let mut slices: [IoSliceMut<'_>; READ_BATCH] =
-                std::array::from_fn(|_| IoSliceMut::new(&mut []));
-            for (s, chunk) in slices.iter_mut().zip(region.chunks_mut(slot)) {
-                *s = IoSliceMut::new(&mut chunk[4..]);
-            }
-            let got = match src.read_full(&mut slices[..count]).await {
-                Ok(g) => g,
-                Err(e) => {
-                    link.send_error(&TftpError::new(code::NOT_DEFINED, "Read error"))
-                        .await;
-                    return Ok(End::SourceFailed(e));
+        out.send(&win, &w.to_send()).await?;
+        match wait_ack(link, &mut w, &mut rbuf, timer.as_mut(), neg.timeout).await? {
+            Waited::Ack(Acked::Done) => return Ok(End::Done { bytes: w.bytes() }),
+            Waited::Ack(_) => {}
+            Waited::Expired => {
+                if w.on_timeout() == Expired::GiveUp {
+                    return Ok(End::TimedOut);
                 }
-            };
-            bytes += got as u64;
-            // Every slot is full up to the first short one (the last block).
-            let full = got / bs;
-            let filled = if got < count * bs { full + 1 } else { count };
-            for i in 0..filled {
-                let at = (nbuf + i) * slot;
-                let block = base + (nbuf + i) as u64;
-                wire::write_data_header(&mut win[at..at + 4], block as u16);
             }
-            if got < count * bs {
-                last = Some((base + (nbuf + full) as u64, got - full * bs));
-            }
-            nbuf += filled;
+            Waited::Error(code, message) => return Ok(End::ClientError { code, message }),
         }
-        // Send the window: with GSO, runs of up to `per_send` blocks in one
-        // call.
-        let sent = nbuf.min(window);
-        let len_of = |i: usize| match last {
-            Some((b, got)) if b == base + i as u64 => 4 + got,
-            _ => slot,
-        };
+    }
+}
+
+/// Reads what the window lacks: the unacknowledged tail moves to the front,
+/// then the data parts of up to READ_BATCH free slots in one (vectored)
+/// read each, and their DATA headers.
+async fn fill<S: Source>(
+    w: &mut SendWindow,
+    win: &mut [u8],
+    slot: usize,
+    src: &mut S,
+) -> io::Result<()> {
+    if let Some(keep) = w.compact() {
+        win.copy_within(keep.start * slot..keep.end * slot, 0);
+    }
+    while let Some(slots) = w.read_slots() {
+        let region = &mut win[slots.start * slot..slots.end * slot];
+        let mut iov: [IoSliceMut<'_>; READ_BATCH] =
+            std::array::from_fn(|_| IoSliceMut::new(&mut []));
+        for (s, chunk) in iov.iter_mut().zip(region.chunks_mut(slot)) {
+            *s = IoSliceMut::new(&mut chunk[4..]);
+        }
+        let got = src.read_full(&mut iov[..slots.len()]).await?;
+        let filled = w.on_read(got);
+        for (k, i) in filled.slots.enumerate() {
+            let block = filled.first_block.wrapping_add(k as u16);
+            wire::write_data_header(&mut win[i * slot..i * slot + 4], block);
+        }
+    }
+    Ok(())
+}
+
+/// Sends bursts from the packet buffer: with UDP GSO, runs of up to
+/// `per_send` blocks in one call, while the kernel agrees.
+struct Sender<'a> {
+    link: &'a Link<'a>,
+    slot: usize,
+    per_send: usize,
+    gso: bool,
+}
+
+impl<'a> Sender<'a> {
+    /// Whole windows in one send each (UDP GSO), when the kernel agrees.
+    fn new(link: &'a Link<'a>, slot: usize, window: usize) -> Self {
+        let per_send = gso::MAX_SEGMENTS.min(gso::MAX_SEND / slot);
+        let gso = window > 1
+            && per_send > 1
+            && u16::try_from(slot).is_ok_and(|s| gso::set_segment(link.sock, s));
+        Sender {
+            link,
+            slot,
+            per_send,
+            gso,
+        }
+    }
+
+    async fn send(&mut self, win: &[u8], burst: &Burst) -> io::Result<()> {
+        let (slot, n) = (self.slot, burst.slots.len());
         let mut i = 0;
-        while i < sent {
-            let j = if gso { (i + per_send).min(sent) } else { i + 1 };
-            let range = (off + i) * slot..(off + j - 1) * slot + len_of(j - 1);
-            match link.sock.send_to(&win[range], link.peer).await {
+        while i < n {
+            let j = if self.gso {
+                (i + self.per_send).min(n)
+            } else {
+                i + 1
+            };
+            // Every packet is a whole slot but the burst's last one.
+            let tail = if j == n { 4 + burst.tail_len } else { slot };
+            let start = burst.slots.start + i;
+            let range = start * slot..(start + j - i - 1) * slot + tail;
+            match self.link.sock.send_to(&win[range], self.link.peer).await {
                 Ok(_) => i = j,
-                Err(e) if gso => {
+                Err(e) if self.gso => {
                     // The path refuses segmentation (MTU, offload): send
                     // packet by packet from now on.
                     tracing::debug!("UDP GSO refused ({e}): one send per block");
-                    gso = false;
-                    crate::tftp::gso::set_segment(link.sock, 0);
+                    self.gso = false;
+                    gso::set_segment(self.link.sock, 0);
                 }
                 Err(e) => return Err(e),
             }
         }
-        // Wait for an ACK that moves the window. Duplicates and old ACKs
-        // change nothing: only a timeout retransmits (no Sorcerer's
-        // Apprentice).
-        let deadline = tokio::time::Instant::now() + neg.timeout;
-        let advanced = loop {
-            let n = tokio::select! {
-                biased;
-                r = link.sock.recv_from(&mut rbuf) => match r {
-                    Err(e) if is_transient(&e) => continue,
-                    Err(e) => return Err(e),
-                    Ok((n, from)) if from == link.peer => n,
-                    Ok((_, from)) => {
-                        link.stranger(from).await;
-                        continue;
-                    }
-                },
-                () = &mut timer => {
-                    if tokio::time::Instant::now() < deadline {
-                        // Armed for an earlier wait: move it, keep waiting.
-                        timer.as_mut().reset(deadline);
-                        continue;
-                    }
-                    // Re-armed by the next wait's progress check.
-                    timer.as_mut().reset(deadline + neg.timeout);
-                    break 0;
-                }
-            };
-            if let Some(ack) = wire::parse_ack(&rbuf[..n]) {
-                let rel = ack.wrapping_sub((base - 1) as u16) as usize;
-                if rel >= 1 && rel <= sent {
-                    break rel;
-                }
-                continue;
-            }
-            if let Ok(Packet::Error { code, message }) = Packet::parse(&rbuf[..n]) {
-                return Ok(End::ClientError { code, message });
-            }
-        };
-        if advanced == 0 {
-            tries += 1;
-            if tries > link.retries {
-                return Ok(End::TimedOut);
-            }
-            continue;
-        }
-        tries = 0;
-        let acked = base - 1 + advanced as u64;
-        if last.is_some_and(|(b, _)| b == acked) {
-            return Ok(End::Done { bytes });
-        }
-        off += advanced;
-        nbuf -= advanced;
-        base = acked + 1;
+        Ok(())
     }
 }
 
-/// Where an upload's bytes go.
-pub trait Sink {
-    fn write(&mut self, data: &[u8]) -> io::Result<()>;
+/// How a wait for an ACK ended.
+enum Waited {
+    /// An ACK that moved the window (or ended the transfer).
+    Ack(Acked),
+    /// The timeout passed without one.
+    Expired,
+    /// The peer sent an ERROR.
+    Error(u16, String),
+}
+
+/// Waits for an ACK that moves the window. Duplicates and old ACKs change
+/// nothing: only a timeout retransmits (no Sorcerer's Apprentice). The
+/// transfer's one timer is moved only when it fires before this wait's
+/// deadline.
+async fn wait_ack(
+    link: &Link<'_>,
+    w: &mut SendWindow,
+    rbuf: &mut [u8],
+    mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    timeout: Duration,
+) -> io::Result<Waited> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let n = tokio::select! {
+            biased;
+            r = link.sock.recv_from(rbuf) => match r {
+                Err(e) if is_transient(&e) => continue,
+                Err(e) => return Err(e),
+                Ok((n, from)) if from == link.peer => n,
+                Ok((_, from)) => {
+                    link.stranger(from).await;
+                    continue;
+                }
+            },
+            () = &mut timer => {
+                if tokio::time::Instant::now() < deadline {
+                    // Armed for an earlier wait: move it, keep waiting.
+                    timer.as_mut().reset(deadline);
+                    continue;
+                }
+                // Re-armed by the next wait's progress check.
+                timer.as_mut().reset(deadline + timeout);
+                return Ok(Waited::Expired);
+            }
+        };
+        if let Some(ack) = wire::parse_ack(&rbuf[..n]) {
+            match w.on_ack(ack) {
+                Acked::Ignored => continue,
+                a => return Ok(Waited::Ack(a)),
+            }
+        }
+        if let Ok(Packet::Error { code, message }) = Packet::parse(&rbuf[..n]) {
+            return Ok(Waited::Error(code, message));
+        }
+    }
+}
+
+/// Where an upload's bytes go. Both calls may block on a disk: an
+/// implementation does that work off the runtime's threads.
+pub trait Sink: Send {
+    fn write(&mut self, data: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
     /// Called before the last block's ACK: the bytes must be stored then.
-    fn finish(&mut self) -> io::Result<()>;
+    fn finish(&mut self) -> impl Future<Output = io::Result<()>> + Send;
 }
 
 /// Receives an upload: ACK 0 (or the OACK), then DATA blocks in order, each
-/// ACKed; stops past `max` bytes with ERROR 3. After the last block it
-/// lingers one timeout to re-ACK a repeated last block (its ACK was lost).
+/// ACKed ([`RecvWindow`] decides); stops past `max` bytes with ERROR 3.
+/// After the last block it lingers one timeout to re-ACK a repeated last
+/// block (its ACK was lost).
 pub async fn receive_file<K: Sink>(
     link: &Link<'_>,
     sink: &mut K,
@@ -415,79 +437,63 @@ pub async fn receive_file<K: Sink>(
         .emit(&mut last_sent);
     }
     let mut rbuf = vec![0u8; neg.blksize + 4 + 1];
-    let mut expect: u64 = 1;
-    let mut bytes: u64 = 0;
-    let mut tries = 0;
+    let mut r = RecvWindow::new(neg.blksize, max, link.retries);
     link.sock.send_to(&last_sent, link.peer).await?;
     let mut deadline = tokio::time::Instant::now() + neg.timeout;
-    let mut done_at: Option<Instant> = None;
     loop {
-        match link.hear(&mut rbuf, deadline).await? {
+        let n = match link.hear(&mut rbuf, deadline).await? {
+            Heard::Packet(n) => n,
+            Heard::Timeout if r.is_done() => return Ok(End::Done { bytes: r.bytes() }),
+            Heard::Timeout if link.cancel.is_cancelled() => return Ok(End::Cancelled),
             Heard::Timeout => {
-                if done_at.is_some() {
-                    return Ok(End::Done { bytes });
-                }
-                if link.cancel.is_cancelled() {
-                    return Ok(End::Cancelled);
-                }
-                tries += 1;
-                if tries > link.retries {
+                if r.on_timeout() == Expired::GiveUp {
                     return Ok(End::TimedOut);
                 }
                 link.sock.send_to(&last_sent, link.peer).await?;
                 deadline = tokio::time::Instant::now() + neg.timeout;
+                continue;
             }
-            Heard::Packet(n) => match Packet::parse(&rbuf[..n]) {
-                Ok(Packet::Data { block, data }) => {
-                    if block == expect as u16 && done_at.is_none() {
-                        if data.len() > neg.blksize {
-                            let e = TftpError::new(code::ILLEGAL_OPERATION, "Block too large");
-                            link.send_error(&e).await;
-                            return Ok(End::Refused(e));
-                        }
-                        bytes += data.len() as u64;
-                        if bytes > max {
-                            let e = TftpError::new(code::DISK_FULL, "Upload too large");
-                            link.send_error(&e).await;
-                            return Ok(End::Refused(e));
-                        }
-                        if let Err(e) = sink.write(data) {
-                            link.send_error(&TftpError::new(code::DISK_FULL, "Write failed"))
-                                .await;
-                            return Ok(End::SourceFailed(e));
-                        }
-                        let short = data.len() < neg.blksize;
-                        if short {
-                            if let Err(e) = sink.finish() {
-                                link.send_error(&TftpError::new(code::DISK_FULL, "Write failed"))
-                                    .await;
-                                return Ok(End::SourceFailed(e));
-                            }
-                        }
-                        last_sent.clear();
-                        Packet::Ack { block }.emit(&mut last_sent);
-                        link.sock.send_to(&last_sent, link.peer).await?;
-                        expect += 1;
-                        tries = 0;
-                        deadline = tokio::time::Instant::now() + neg.timeout;
-                        if short {
-                            done_at = Some(Instant::now());
-                        }
-                    } else if block == (expect - 1) as u16 {
-                        // A repeat: our ACK was lost. ACK it again.
-                        link.sock.send_to(&last_sent, link.peer).await?;
-                    }
-                }
-                Ok(Packet::Error { code, message }) => {
-                    if done_at.is_some() {
-                        return Ok(End::Done { bytes });
-                    }
-                    return Ok(End::ClientError { code, message });
-                }
-                _ => {}
-            },
+        };
+        let (block, data) = match Packet::parse(&rbuf[..n]) {
+            Ok(Packet::Data { block, data }) => (block, data),
+            Ok(Packet::Error { .. }) if r.is_done() => return Ok(End::Done { bytes: r.bytes() }),
+            Ok(Packet::Error { code, message }) => return Ok(End::ClientError { code, message }),
+            _ => continue,
+        };
+        let last = match r.on_data(block, data.len()) {
+            Received::Store { last } => last,
+            Received::Repeat => {
+                // Our ACK was lost: send it again.
+                link.sock.send_to(&last_sent, link.peer).await?;
+                continue;
+            }
+            Received::Ignore => continue,
+            Received::TooLong => {
+                return refuse(link, code::ILLEGAL_OPERATION, "Block too large").await
+            }
+            Received::TooLarge => return refuse(link, code::DISK_FULL, "Upload too large").await,
+        };
+        let stored = match sink.write(data).await {
+            Ok(()) if last => sink.finish().await,
+            w => w,
+        };
+        if let Err(e) = stored {
+            link.send_error(&TftpError::new(code::DISK_FULL, "Write failed"))
+                .await;
+            return Ok(End::SourceFailed(e));
         }
+        last_sent.clear();
+        Packet::Ack { block }.emit(&mut last_sent);
+        link.sock.send_to(&last_sent, link.peer).await?;
+        deadline = tokio::time::Instant::now() + neg.timeout;
     }
+}
+
+/// Ends an upload that broke a rule: ERROR to the peer.
+async fn refuse(link: &Link<'_>, code: u16, message: &str) -> io::Result<End> {
+    let e = TftpError::new(code, message);
+    link.send_error(&e).await;
+    Ok(End::Refused(e))
 }
 
 #[cfg(test)]
