@@ -265,3 +265,70 @@ fn h_without_httpd_section() {
         )
     );
 }
+
+/// A directory under the root swapped with a symlink out of it, again and
+/// again, while files under it are fetched: no GET may ever return the
+/// outside file. (A check of the path followed by a plain open loses this
+/// race; the opened file itself must be checked.) In-process, bounded in
+/// GETs and time.
+#[test]
+fn symlink_swap_race_never_serves_outside() {
+    let s = Scratch::new("httpd-race");
+    let (root, out) = (s.path.join("www"), s.path.join("out"));
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(root.join("sub/f"), b"inside").unwrap();
+    std::fs::write(out.join("f"), b"SECRET").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = {
+        let _guard = rt.enter();
+        pybootd::httpd::HttpServer::new(&root, listener, None).unwrap()
+    };
+    rt.spawn(server.serve(stop.clone()));
+    let swapping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let attacker = {
+        let (root, out, swapping) = (root.clone(), out.clone(), swapping.clone());
+        std::thread::spawn(move || {
+            let (sub, held) = (root.join("sub"), root.join("held"));
+            while swapping.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::rename(&sub, &held).unwrap();
+                std::os::unix::fs::symlink(&out, &sub).unwrap();
+                std::fs::remove_file(&sub).unwrap();
+                std::fs::rename(&held, &sub).unwrap();
+            }
+        })
+    };
+    let (mut inside, mut refused, mut leaked) = (0, 0, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for _ in 0..3000 {
+        if std::time::Instant::now() > deadline {
+            break;
+        }
+        let (head, body) = split(&raw(port, b"GET /sub/f HTTP/1.1\r\n\r\n"));
+        match body.as_slice() {
+            b"SECRET" => leaked += 1,
+            b"inside" if head.starts_with("HTTP/1.1 200") => inside += 1,
+            _ => refused += 1,
+        }
+    }
+    swapping.store(false, std::sync::atomic::Ordering::Relaxed);
+    attacker.join().unwrap();
+    stop.cancel();
+    rt.shutdown_timeout(Duration::from_secs(2));
+    assert_eq!(
+        leaked, 0,
+        "served the outside file ({inside} inside, {refused} refused)"
+    );
+    // The race ran: both states of the swap were seen.
+    assert!(
+        inside > 0 && refused > 0,
+        "{inside} inside, {refused} refused"
+    );
+}
