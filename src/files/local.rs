@@ -232,3 +232,155 @@ impl Source for LocalFile {
         self.read_full(&mut [IoSliceMut::new(buf)]).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An in-memory disk: the first `cached` bytes are "in the page cache",
+    /// the rest would block; blocking reads come back short (1000 bytes).
+    struct Disk {
+        data: Vec<u8>,
+        cached: usize,
+        unsupported: bool,
+        blocking: AtomicUsize,
+    }
+
+    impl ReadAt for Disk {
+        fn read_at_nowait(&self, bufs: &mut [IoSliceMut<'_>], off: u64) -> io::Result<usize> {
+            let off = off as usize;
+            if self.unsupported {
+                return Err(io::ErrorKind::Unsupported.into());
+            }
+            if off < self.data.len() && off >= self.cached {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut rest = &self.data[off.min(self.cached)..self.cached];
+            let mut n = 0;
+            for b in bufs.iter_mut() {
+                let k = b.len().min(rest.len());
+                b[..k].copy_from_slice(&rest[..k]);
+                (rest, n) = (&rest[k..], n + k);
+            }
+            Ok(n)
+        }
+        fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
+            self.blocking.fetch_add(1, Ordering::Relaxed);
+            let rest = &self.data[(off as usize).min(self.data.len())..];
+            let k = buf.len().min(rest.len()).min(1000);
+            buf[..k].copy_from_slice(&rest[..k]);
+            Ok(k)
+        }
+    }
+
+    async fn read_all(f: &mut LocalFile, parts: &[usize]) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let mut bufs: Vec<Vec<u8>> = parts.iter().map(|&n| vec![0; n]).collect();
+            let mut slices: Vec<IoSliceMut<'_>> =
+                bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+            let n = f.read_full(&mut slices).await.unwrap();
+            out.extend(bufs.concat().into_iter().take(n));
+            if n < parts.iter().sum() {
+                return out;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn cached_and_uncached_reads_give_the_same_bytes() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for cached in [0, 1, 4096, 12_345, data.len()] {
+            for unsupported in [false, true] {
+                for parts in [&[512][..], &[7, 300, 4096], &[1468; 16]] {
+                    let disk = Arc::new(Disk {
+                        data: data.clone(),
+                        cached,
+                        unsupported,
+                        blocking: AtomicUsize::new(0),
+                    });
+                    let mut f = LocalFile::from_reader(disk.clone(), data.len() as u64);
+                    assert_eq!(read_all(&mut f, parts).await, data, "{cached} {parts:?}");
+                    let went_blocking = disk.blocking.load(Ordering::Relaxed) > 0;
+                    assert_eq!(went_blocking, unsupported || cached < data.len());
+                }
+            }
+        }
+    }
+
+    /// Counts the reads that went to a blocking thread.
+    struct Counted(File, AtomicUsize);
+
+    impl ReadAt for Counted {
+        fn read_at_nowait(&self, bufs: &mut [IoSliceMut<'_>], off: u64) -> io::Result<usize> {
+            self.0.read_at_nowait(bufs, off)
+        }
+        fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            FileExt::read_at(&self.0, buf, off)
+        }
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("pybootd-files-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A file just written is in the page cache: read without a thread hop
+    /// (the speed of TFTP depends on it).
+    #[tokio::test]
+    async fn page_cache_hits_stay_on_the_runtime() {
+        let d = scratch("cache");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(d.join("f"), &data).unwrap();
+        let reader = Arc::new(Counted(
+            File::open(d.join("f")).unwrap(),
+            AtomicUsize::new(0),
+        ));
+        let mut f = LocalFile::from_reader(reader.clone(), data.len() as u64);
+        assert_eq!(read_all(&mut f, &[1468; 16]).await, data);
+        assert_eq!(
+            reader.1.load(Ordering::Relaxed),
+            0,
+            "went to a blocking thread"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[tokio::test]
+    async fn names_stay_under_the_root() {
+        let d = scratch("root");
+        let www = d.join("www");
+        std::fs::create_dir_all(www.join("sub")).unwrap();
+        std::fs::write(www.join("sub/f"), b"in").unwrap();
+        std::fs::write(d.join("secret"), b"out").unwrap();
+        std::os::unix::fs::symlink(d.join("secret"), www.join("out")).unwrap();
+        std::os::unix::fs::symlink(www.join("sub/f"), www.join("abs")).unwrap();
+        std::os::unix::fs::symlink("sub", www.join("rel")).unwrap();
+        let root = LocalRoot::new(&www).unwrap();
+        for ok in ["sub/f", "/sub/f", "sub\\f", "abs", "rel/f", "./sub//f"] {
+            let f = root
+                .open(ok)
+                .await
+                .unwrap_or_else(|e| panic!("{ok}: {e:?}"));
+            assert_eq!(f.size, 2, "{ok}");
+            assert_eq!(f.path(), www.join("sub/f").canonicalize().unwrap());
+        }
+        for (bad, e) in [
+            ("out", FileError::AccessDenied),
+            ("../secret", FileError::AccessDenied),
+            ("sub/../../secret", FileError::AccessDenied),
+            ("missing", FileError::NotFound),
+            ("/", FileError::NotFound),
+            ("sub", FileError::NotRegular),
+        ] {
+            assert_eq!(root.open(bad).await.unwrap_err(), e, "{bad}");
+        }
+        assert_eq!(root.size("rel/f").await, Some(2));
+        assert_eq!(root.size("out").await, None);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
