@@ -1,10 +1,11 @@
 //! The `[httpd]` static file server (`-H`): HTTP/1.x GET and HEAD of
 //! regular files under `root`, one tracked task per connection, capped;
 //! for iPXE and installers that go on over HTTP after TFTP. Request parsing
-//! and path resolution (`parse_request`, `resolve`) are pure.
+//! (`parse_request`) is pure; names, confinement and reads are the file
+//! layer's ([`crate::files::LocalRoot`]), the same as TFTP's.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
@@ -14,6 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::files::{FileError, LocalRoot, Source};
 
 /// Decides whether a client address may fetch files (`check_ip`).
 pub type ClientCheck = Arc<dyn Fn(Ipv4Addr) -> bool + Send + Sync>;
@@ -33,7 +36,7 @@ pub enum Method {
 }
 
 /// A request line, parsed: the method and the decoded path (still
-/// untrusted: see [`resolve`]).
+/// untrusted: the file layer confines it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub method: Method,
@@ -52,6 +55,18 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The status for a file error (TFTP's "file not found" and "access
+    /// violation" are HTTP's 404 and 403).
+    fn from_file(e: &FileError) -> Refusal {
+        match e {
+            FileError::AccessDenied => Refusal::Forbidden,
+            // A local root never answers `Upstream`.
+            FileError::NotFound | FileError::NotRegular | FileError::Upstream(_) => {
+                Refusal::NotFound
+            }
+        }
+    }
+
     fn status(self) -> (u16, &'static str) {
         match self {
             Refusal::BadRequest => (400, "Bad Request"),
@@ -130,29 +145,6 @@ pub fn parse_request(head: &[u8]) -> Result<Request, Refusal> {
     Ok(Request { method, path })
 }
 
-/// Maps a decoded request path to a file under `root` (pure: no file
-/// system access). `..` anywhere is refused, `.` and empty segments are
-/// skipped; the caller still checks the real path stays under the root
-/// (symbolic links).
-pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, Refusal> {
-    let mut out = root.to_path_buf();
-    for seg in path.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => return Err(Refusal::Forbidden),
-            s => {
-                // One normal component each: no separators, no prefixes.
-                let mut c = Path::new(s).components();
-                match (c.next(), c.next()) {
-                    (Some(Component::Normal(n)), None) => out.push(n),
-                    _ => return Err(Refusal::Forbidden),
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
 fn content_type(p: &Path) -> &'static str {
     match p
         .extension()
@@ -172,7 +164,7 @@ fn content_type(p: &Path) -> &'static str {
 
 /// The HTTP file server, on a listener `main` (or a test) bound.
 pub struct HttpServer {
-    root: PathBuf,
+    root: LocalRoot,
     listener: TcpListener,
     check: Option<ClientCheck>,
 }
@@ -185,9 +177,8 @@ impl HttpServer {
         listener: std::net::TcpListener,
         check: Option<ClientCheck>,
     ) -> std::io::Result<Self> {
-        let root = root.canonicalize().map_err(|e| {
-            std::io::Error::new(e.kind(), format!("[httpd] root {}: {e}", root.display()))
-        })?;
+        let root = LocalRoot::new(root)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("[httpd] {e}")))?;
         listener.set_nonblocking(true)?;
         Ok(HttpServer {
             root,
@@ -295,7 +286,12 @@ async fn send_error(stream: &mut TcpStream, r: Refusal, head_only: bool) {
     let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
 }
 
-async fn handle(mut stream: TcpStream, peer: SocketAddr, root: &Path, check: Option<&ClientCheck>) {
+async fn handle(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    root: &LocalRoot,
+    check: Option<&ClientCheck>,
+) {
     let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
         Ok(Ok(h)) => h,
         Ok(Err(r)) => {
@@ -328,7 +324,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, root: &Path, check: Opt
 
 async fn serve_request(
     mut stream: TcpStream,
-    root: &Path,
+    root: &LocalRoot,
     check: Option<&ClientCheck>,
     peer: SocketAddr,
     req: Request,
@@ -345,46 +341,19 @@ async fn serve_request(
             return;
         }
     }
-    let file = match resolve(root, &req.path) {
-        Ok(p) => p,
-        Err(r) => {
-            tracing::info!(status = r.status().0, "HTTP path refused");
+    let mut file = match root.open(&req.path).await {
+        Ok(f) => f,
+        Err(e) => {
+            let r = Refusal::from_file(&e);
+            tracing::info!(status = r.status().0, "HTTP file refused: {e:?}");
             send_error(&mut stream, r, head_only).await;
             return;
         }
     };
-    // Symbolic links may point anywhere: the real path must stay inside.
-    let real = match tokio::fs::canonicalize(&file).await {
-        Ok(p) if p.starts_with(root) => p,
-        Ok(_) => {
-            tracing::info!(status = 403, "HTTP path leaves the root");
-            send_error(&mut stream, Refusal::Forbidden, head_only).await;
-            return;
-        }
-        Err(_) => {
-            tracing::info!(status = 404, "HTTP file not found");
-            send_error(&mut stream, Refusal::NotFound, head_only).await;
-            return;
-        }
-    };
-    let mut f = match tokio::fs::File::open(&real).await {
-        Ok(f) => f,
-        Err(_) => {
-            send_error(&mut stream, Refusal::NotFound, head_only).await;
-            return;
-        }
-    };
-    let len = match f.metadata().await {
-        Ok(m) if m.is_file() => m.len(),
-        _ => {
-            tracing::info!(status = 404, "HTTP not a regular file");
-            send_error(&mut stream, Refusal::NotFound, head_only).await;
-            return;
-        }
-    };
+    let len = file.size().unwrap_or(0);
     let hdr = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n",
-        content_type(&real)
+        content_type(file.path())
     );
     let sent = async {
         stream.write_all(hdr.as_bytes()).await?;
@@ -392,7 +361,7 @@ async fn serve_request(
             // copy in bounded steps so a stalled reader times out.
             let mut buf = vec![0u8; 64 * 1024];
             loop {
-                let n = f.read(&mut buf).await?;
+                let n = file.read(&mut buf).await?;
                 if n == 0 {
                     break;
                 }
@@ -449,26 +418,6 @@ mod tests {
     }
 
     #[test]
-    fn paths_stay_under_root() {
-        let root = Path::new("/srv/www");
-        assert_eq!(
-            resolve(root, "/a/./b//c").unwrap(),
-            Path::new("/srv/www/a/b/c")
-        );
-        assert_eq!(resolve(root, "/").unwrap(), Path::new("/srv/www"));
-        assert_eq!(
-            resolve(root, "/a/../../etc/passwd"),
-            Err(Refusal::Forbidden)
-        );
-        assert_eq!(resolve(root, "/.."), Err(Refusal::Forbidden));
-        assert_eq!(resolve(root, "/a/.."), Err(Refusal::Forbidden));
-        assert_eq!(
-            resolve(root, "//etc/passwd").unwrap(),
-            Path::new("/srv/www/etc/passwd")
-        );
-    }
-
-    #[test]
     fn no_panic_on_any_head() {
         // A small deterministic fuzz of the pure parser.
         let mut x: u64 = 0x9e3779b97f4a7c15;
@@ -492,7 +441,7 @@ mod tests {
                 }
             }
             if let Ok(r) = parse_request(&v) {
-                let _ = resolve(Path::new("/r"), &r.path);
+                let _ = crate::files::components(&r.path);
             }
         }
     }

@@ -14,6 +14,8 @@
 //! | [`leases`] | MAC -> IP lease table and its journal | the journal file |
 //! | [`acl`] | `[mac]`/`[uuid]` rules (pure); `acl::http`, the HTTP check | http.rs only |
 //! | [`filters`] | `[filters]` name rewriting (pure) | none |
+//! | [`files`] | file roots for every service: confinement, local dir and HTTP, sizes, filters applied | files, HTTP |
+//! | [`fetch`] | the one HTTP client configuration (no proxy, no redirects) | none |
 //! | [`tftp`] | TFTP listener, one task per transfer, sources | sockets, files, HTTP |
 //! | [`httpd`] | `[httpd]` static files over HTTP (`-H`); request parsing pure | TCP, files |
 //! | [`logging`] | `[logger]` -> tracing subscriber | the log sink |
@@ -27,6 +29,8 @@ pub mod acl;
 pub mod cli;
 pub mod config;
 pub mod dhcp;
+pub mod fetch;
+pub mod files;
 pub mod filters;
 pub mod httpd;
 pub mod leases;

@@ -265,3 +265,97 @@ fn h_without_httpd_section() {
         )
     );
 }
+
+/// A directory under the root swapped with a symlink out of it, again and
+/// again, while files under it are fetched: no GET may ever return the
+/// outside file. (A check of the path followed by a plain open loses this
+/// race; the opened file itself must be checked.) In-process, bounded in
+/// GETs and time.
+#[test]
+fn symlink_swap_race_never_serves_outside() {
+    let s = Scratch::new("httpd-race");
+    let (root, out) = (s.path.join("www"), s.path.join("out"));
+    // A deep path under the swapped directory: a check of the path that
+    // walks it (canonicalize) leaves a wider window before the open.
+    let deep = "d/".repeat(24) + "f";
+    std::fs::create_dir_all(root.join("sub").join(&deep).parent().unwrap()).unwrap();
+    std::fs::create_dir_all(out.join(&deep).parent().unwrap()).unwrap();
+    std::fs::write(root.join("sub").join(&deep), b"inside").unwrap();
+    std::fs::write(out.join(&deep), b"SECRET").unwrap();
+    let request = format!("GET /sub/{deep} HTTP/1.1\r\n\r\n");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = {
+        let _guard = rt.enter();
+        pybootd::httpd::HttpServer::new(&root, listener, None).unwrap()
+    };
+    rt.spawn(server.serve(stop.clone()));
+    let swapping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let attacker = {
+        let (root, out, swapping) = (root.clone(), out.clone(), swapping.clone());
+        std::thread::spawn(move || {
+            let (sub, held, link) = (root.join("sub"), root.join("held"), root.join("link"));
+            std::os::unix::fs::symlink(&out, &link).unwrap();
+            // Each state (a directory, a symlink out) lasts from one rename
+            // to the next.
+            while swapping.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::rename(&sub, &held).unwrap();
+                std::fs::rename(&link, &sub).unwrap();
+                std::fs::rename(&sub, &link).unwrap();
+                std::fs::rename(&held, &sub).unwrap();
+            }
+        })
+    };
+    // Four clients at once, 12000 GETs in all, within 20 s; the first
+    // leak ends the run.
+    static LEAKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    use std::sync::atomic::Ordering::Relaxed;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let request = request.clone();
+            std::thread::spawn(move || {
+                let (mut inside, mut refused, mut leaked) = (0, 0, 0);
+                for _ in 0..3000 {
+                    if std::time::Instant::now() > deadline || LEAKED.load(Relaxed) {
+                        break;
+                    }
+                    let (head, body) = split(&raw(port, request.as_bytes()));
+                    match body.as_slice() {
+                        b"SECRET" => {
+                            leaked += 1;
+                            LEAKED.store(true, Relaxed);
+                        }
+                        b"inside" if head.starts_with("HTTP/1.1 200") => inside += 1,
+                        _ => refused += 1,
+                    }
+                }
+                (inside, refused, leaked)
+            })
+        })
+        .collect();
+    let (mut inside, mut refused, mut leaked) = (0, 0, 0);
+    for c in clients {
+        let (i, r, l) = c.join().unwrap();
+        (inside, refused, leaked) = (inside + i, refused + r, leaked + l);
+    }
+    swapping.store(false, std::sync::atomic::Ordering::Relaxed);
+    attacker.join().unwrap();
+    stop.cancel();
+    rt.shutdown_timeout(Duration::from_secs(2));
+    assert_eq!(
+        leaked, 0,
+        "served the outside file ({inside} inside, {refused} refused)"
+    );
+    // The race ran: both states of the swap were seen.
+    assert!(
+        inside > 0 && refused > 0,
+        "{inside} inside, {refused} refused"
+    );
+}

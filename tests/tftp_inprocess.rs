@@ -506,3 +506,70 @@ fn wildcard_listener_answers_from_the_address_asked() {
         assert_eq!(sha(&got), sha(&content), "via {target}");
     }
 }
+
+/// A disk whose every read waits (a cold disk, a hung NFS server): nothing
+/// is in the page cache, and a read takes `SLOW`.
+struct SlowDisk;
+
+const SLOW: Duration = Duration::from_secs(2);
+
+impl pybootd::files::ReadAt for SlowDisk {
+    fn read_at_nowait(&self, _: &mut [std::io::IoSliceMut<'_>], _: u64) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
+    fn read_at(&self, buf: &mut [u8], _: u64) -> std::io::Result<usize> {
+        std::thread::sleep(SLOW);
+        buf.fill(b'z');
+        Ok(buf.len())
+    }
+}
+
+/// On the one-CPU (current-thread) runtime, a file read that waits for the
+/// disk must not stall the other work: while one read is stuck on the
+/// slow disk, a TFTP request is answered at once. (A read done on the
+/// runtime thread would hold every task for `SLOW`.)
+#[test]
+fn a_slow_disk_read_does_not_stall_the_runtime() {
+    use pybootd::files::{LocalFile, Source};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let root = Scratch::new("slowdisk");
+    std::fs::write(root.path.join("a"), bytes(2000, 5)).unwrap();
+    let text = format!("[tftp]\nroot = {}\n", root.path.display());
+    let config = pybootd::config::Config::parse(&text, std::path::Path::new("t.ini")).unwrap();
+    let sock = pybootd::bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = sock.local_addr().unwrap();
+    let server = pybootd::tftp::TftpServer::new(Arc::new(config), sock).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let read_done = Arc::new(AtomicBool::new(false));
+    let (stop2, done2) = (stop.clone(), read_done.clone());
+    let runtime = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            tokio::spawn(server.serve(stop2.clone()));
+            tokio::spawn(async move {
+                let mut f = LocalFile::from_reader(Arc::new(SlowDisk), 1 << 20);
+                let mut buf = [0u8; 512];
+                f.read(&mut buf).await.unwrap();
+                done2.store(true, Ordering::SeqCst);
+            });
+            stop2.cancelled().await;
+        });
+    });
+    // Let the slow read start (and, done wrong, take the only thread).
+    std::thread::sleep(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let got = get(addr, "a", &[]).expect("answered");
+    let took = started.elapsed();
+    assert_eq!(sha(&got.data), sha(&bytes(2000, 5)));
+    assert!(
+        !read_done.load(Ordering::SeqCst),
+        "the slow read ended first"
+    );
+    assert!(took < Duration::from_secs(1), "answered after {took:?}");
+    stop.cancel();
+    runtime.join().unwrap();
+}

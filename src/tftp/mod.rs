@@ -1,7 +1,7 @@
 //! The TFTP service: the listener on port 69, one tokio task per transfer
-//! (each on its own ephemeral socket, capped by a semaphore), filters and
-//! sources. Protocol decisions live in `transfer` (negotiation) and
-//! `crate::filters`; bytes in `crate::wire::tftp`.
+//! (each on its own ephemeral socket, capped by a semaphore). What a name
+//! serves (root, confinement, filters) is `crate::files`'; protocol
+//! decisions live in `transfer` (negotiation); bytes in `crate::wire::tftp`.
 
 mod gso;
 pub mod source;
@@ -21,10 +21,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, Root};
-use crate::filters::{self, Filters, Target, Vars};
+use crate::config::Config;
+use crate::files::FileRoot;
+use crate::filters::{Filters, Vars};
 use crate::wire::tftp::{self as wire, code, Mode, Packet, Request};
-use source::{AnySource, HttpRoot, LocalRoot, NetasciiOut, Source, TextFile, TftpError};
+use source::{AnySource, NetasciiOut, Source, TftpError};
 use transfer::{End, Link, Negotiated};
 
 /// The file the HTTP ACL named for a client (its `File:` line), by client
@@ -33,18 +34,10 @@ use transfer::{End, Link, Negotiated};
 /// using it are skipped.
 pub type ClientFiles = Arc<dyn Fn(Ipv4Addr) -> Option<String> + Send + Sync>;
 
-/// Largest indirection file (`[path]` filter) read, in bytes.
-const MAX_INDIRECT: usize = 4096;
-
-enum Served {
-    Local(LocalRoot),
-    Http(HttpRoot),
-}
-
 struct Shared {
     config: Arc<Config>,
-    served: Served,
-    filters: Filters,
+    /// The root with `[filters]`: what a requested name serves.
+    files: FileRoot,
     client_files: Option<ClientFiles>,
     /// Canonical upload directory, when WRQ is enabled.
     upload_dir: Option<PathBuf>,
@@ -69,10 +62,10 @@ impl TftpServer {
     /// Checks the root (a local root must exist) and the upload directory.
     pub fn new(config: Arc<Config>, socket: std::net::UdpSocket) -> io::Result<Self> {
         let t = &config.tftp;
-        let served = match &t.root {
-            Root::Local(p) => Served::Local(LocalRoot::new(p)?),
-            Root::Http(url) => Served::Http(HttpRoot::new(url, http_timeout(t))?),
-        };
+        let timeout = http_timeout(t);
+        let filters = Filters::new(&config.filters);
+        let files = FileRoot::new(&t.root, filters, crate::fetch::client(timeout)?, timeout)
+            .map_err(|e| io::Error::new(e.kind(), format!("TFTP {e}")))?;
         let upload_dir = match &t.upload_dir {
             None => None,
             Some(d) => Some(d.canonicalize().map_err(|e| {
@@ -86,9 +79,8 @@ impl TftpServer {
         Ok(TftpServer {
             pktinfo,
             shared: Arc::new(Shared {
-                filters: Filters::new(&config.filters),
                 config,
-                served,
+                files,
                 client_files: None,
                 upload_dir,
                 active: Mutex::new(HashMap::new()),
@@ -358,46 +350,15 @@ async fn negotiate(
     }
 }
 
-/// Filters, then the source: the requested name as the root serves it.
+/// The source for a request: the `{client_file}` variable looked up (only
+/// when a filter could use it), then the file layer.
 async fn open(shared: &Shared, peer: SocketAddr, name: &str) -> Result<AnySource, TftpError> {
     let client_file = match (&shared.client_files, peer.ip()) {
-        (Some(f), IpAddr::V4(ip)) if !shared.filters.is_empty() => f(ip),
+        (Some(f), IpAddr::V4(ip)) if shared.files.has_filters() => f(ip),
         _ => None,
     };
     let vars = Vars {
         client_file: client_file.as_deref(),
     };
-    let target = shared.filters.apply(name, &vars);
-    if !matches!(&target, Target::Name(n) if n == name) {
-        tracing::debug!("filtered: {name} -> {target:?}");
-    }
-    match target {
-        Target::Name(n) => open_name(shared, &n).await,
-        Target::Text(t) => Ok(AnySource::Text(TextFile::new(t.into_bytes()))),
-        Target::Indirect(p) => {
-            let mut src = open_name(shared, &p).await?;
-            let mut content = vec![0u8; MAX_INDIRECT];
-            let mut got = 0;
-            while got < content.len() {
-                match src.read(&mut content[got..]).await {
-                    Ok(0) => break,
-                    Ok(k) => got += k,
-                    Err(_) => return Err(TftpError::not_found()),
-                }
-            }
-            let real = filters::name_from_indirect(&content[..got]).ok_or_else(|| {
-                tracing::warn!("filter file {p} names no file");
-                TftpError::not_found()
-            })?;
-            tracing::debug!("filter file {p} -> {real}");
-            open_name(shared, &real).await
-        }
-    }
-}
-
-async fn open_name(shared: &Shared, name: &str) -> Result<AnySource, TftpError> {
-    match &shared.served {
-        Served::Local(root) => root.open(name).map(AnySource::Local),
-        Served::Http(root) => root.open(name).await.map(|f| AnySource::Http(Box::new(f))),
-    }
+    Ok(shared.files.open(name, &vars).await?)
 }
