@@ -22,8 +22,9 @@
 //! | [`privdrop`] | `[daemon] user`/`group`: the drop after binding | set*id, the lease directory |
 //! | [`shutdown`] | the grace period and the wait every service does on stop | none |
 //!
-//! [`run`] starts the enabled services on sockets that `main` has bound,
-//! and stops them when the shutdown token is cancelled.
+//! [`run`] loads the leases, then starts the enabled services on sockets
+//! that `main` has bound (sharing the [`leases::Leases`] handle), and stops
+//! them when the shutdown token is cancelled.
 
 pub mod acl;
 pub mod cli;
@@ -74,17 +75,22 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
-    let mut lease_holders = None;
-    let mut client_files = None;
+    // The lease table exists when this daemon hands out addresses; it is
+    // loaded before any service starts, so `check_ip` and `{client_file}`
+    // answer from the first request on.
+    let mut leases = None;
     if let Some(sock) = sockets.dhcp {
         let net = net.clone().ok_or_else(|| {
             std::io::Error::other(
                 "the DHCP service needs the served network (pool_start's interface)",
             )
         })?;
-        let server = dhcp::server::DhcpServer::new(config.clone(), net, sock)?;
-        lease_holders = Some(server.lease_holders());
-        client_files = Some(server.client_files());
+        let bootp = config.bootp.as_ref().ok_or_else(|| {
+            std::io::Error::other("no [bootp] section: the DHCP service needs pool_start")
+        })?;
+        let (table, store) = leases::open(bootp, &config.static_dhcp, net.ip, leases::unix_now())?;
+        leases = Some(table.clone());
+        let server = dhcp::server::DhcpServer::new(config.clone(), net, sock, table, store)?;
         tasks.spawn(server.serve(shutdown.clone()));
     }
     if let Some(listener) = sockets.http {
@@ -93,16 +99,19 @@ pub async fn run(
         })?;
         // As upstream, check_ip applies when this daemon hands out the
         // addresses: then only clients holding a lease may fetch.
-        let check = lease_holders.filter(|_| h.check_ip);
+        let check = leases.clone().filter(|_| h.check_ip).map(|l| {
+            let check: httpd::ClientCheck = Arc::new(move |ip| l.holds(ip, leases::unix_now()));
+            check
+        });
         let server = httpd::HttpServer::new(&h.root, listener, check)?;
         tasks.spawn(server.serve(shutdown.clone()));
     }
     if let Some(sock) = sockets.tftp {
         let mut server = tftp::TftpServer::new(config.clone(), sock)?;
-        if let Some(lookup) = client_files {
+        if let Some(l) = leases {
             // `{client_file}` filters: the file the HTTP ACL named for the
             // client holding the requesting address.
-            server = server.with_client_files(lookup);
+            server = server.with_client_files(Arc::new(move |ip| l.client_file(ip)));
         }
         tasks.spawn(server.serve(shutdown.clone()));
     }

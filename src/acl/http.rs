@@ -1,10 +1,32 @@
-//! The HTTP ACL check (`[http]`): one GET per question, with the configured
-//! timeout, no proxy from the environment. Async, so that while one client
-//! waits for the answer every other client is still served.
+//! The HTTP ACL check (`[http]`): its question and answer, and one GET per
+//! question, with the configured timeout, no proxy from the environment.
+//! Async, so that while one client waits for the answer every other client
+//! is still served.
 
 use std::time::Duration;
 
-use crate::dhcp::HttpAnswer;
+use crate::wire::MacAddr;
+
+/// A question for the HTTP ACL server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpQuery {
+    /// The client asked about (one question in flight per MAC).
+    pub mac: MacAddr,
+    /// `location` + `pxe`/`dhcp` path + `?mac=..&uuid=..&ip=..`.
+    pub url: String,
+}
+
+/// What the HTTP ACL server said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpAnswer {
+    /// 200: served; the body's `Client:` and `File:` lines.
+    Granted {
+        client: Option<String>,
+        file: Option<String>,
+    },
+    /// 401, any other status, an error or no answer in time.
+    Denied(String),
+}
 
 /// A reusable client for the ACL server.
 #[derive(Clone)]

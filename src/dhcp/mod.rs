@@ -1,23 +1,32 @@
 //! BOOTP/DHCP/PXE decisions, pure: a parsed request, the lease table and
-//! the time in; a reply (or silence, with the reason) out. `server.rs`
-//! owns the socket loop, the journal and the HTTP ACL calls.
+//! the time in; a typed [`Decision`] out (`outcome.rs`: a reply, silence
+//! with its reason, or a question for the HTTP ACL, plus the effects).
+//! `server.rs` owns the socket loop, the store and the HTTP ACL calls;
+//! `sizes.rs` finds the boot files' sizes (option 13).
 //!
 //! One entry point, [`Engine::decide`]. When the HTTP ACL must be asked,
-//! it returns [`Decision::check`] and the server calls it again with the
+//! it returns [`Outcome::AskHttp`] and the server calls it again with the
 //! answer; nothing here waits.
 
+mod outcome;
 pub mod server;
+mod sizes;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::acl;
-use crate::config::{Access, Config};
-use crate::leases::{LeaseTable, Record};
+use crate::acl::http::{HttpAnswer, HttpQuery};
+use crate::config::{Access, BootpConfig, Config, HttpAclConfig};
+use crate::leases::{LeaseState, LeaseTable, Leases, Record};
 use crate::netif::ServerNet;
 use crate::wire::dhcp::{opt, MessageType, Packet, BOOTREPLY, BOOTREQUEST, FLAG_BROADCAST};
 use crate::wire::{MacAddr, Uuid};
+
+pub use outcome::{
+    AckState, Answer, Decision, Denial, Dest, Effects, NakReason, Outcome, Reply, Silence,
+};
 
 /// The boot phase of one MAC (upstream's idle -> PXE -> DHCP): the HTTP
 /// ACL is asked again when it changes.
@@ -31,86 +40,14 @@ pub enum Phase {
     Dhcp,
 }
 
-/// What the HTTP ACL server said.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HttpAnswer {
-    /// 200: served; the body's `Client:` and `File:` lines.
-    Granted {
-        client: Option<String>,
-        file: Option<String>,
-    },
-    /// 401, any other status, an error or no answer in time.
-    Denied(String),
-}
-
-/// A query for the HTTP ACL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpQuery {
-    pub mac: MacAddr,
-    /// `location` + `pxe`/`dhcp` path + `?mac=..&uuid=..&ip=..`.
-    pub url: String,
-}
-
-/// Where a reply goes (RFC 2131 4.1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dest {
-    /// The relay agent (`giaddr`), port 67.
-    Relay(Ipv4Addr),
-    /// The client's address (renewing, INFORM), port 68.
-    Unicast(Ipv4Addr),
-    /// 255.255.255.255:68 out of the serving interface.
-    Broadcast,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reply {
-    pub packet: Packet,
-    pub dest: Dest,
-    /// The most the client accepts (option 57 less IP/UDP headers).
-    pub max_len: usize,
-}
-
-/// The result of one request.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Decision {
-    /// What the request was, for the log (`DISCOVER`, `BOOTP`, ...).
-    pub kind: &'static str,
-    pub mac: Option<MacAddr>,
-    pub xid: u32,
-    pub ip: Option<Ipv4Addr>,
-    /// Why: the log line's message.
-    pub why: String,
-    pub reply: Option<Reply>,
-    /// Journal records; when `reply` is set too, they must be durable
-    /// before it leaves.
-    pub journal: Vec<Record>,
-    /// `notify` datagram text.
-    pub notice: Option<String>,
-    /// Ask the HTTP ACL, then call `decide` again with its answer.
-    pub check: Option<HttpQuery>,
-    /// The HTTP ACL's `File:` for the client just ACKed, by its address
-    /// (for the log; TFTP asks [`Engine::client_file`] through
-    /// `DhcpServer::client_files`).
-    pub client_file: Option<(Ipv4Addr, String)>,
-}
-
-impl Decision {
-    fn silent(mut self, why: impl Into<String>) -> Decision {
-        self.why = why.into();
-        self.reply = None;
-        self
-    }
-}
-
-/// Per-MAC memory besides the lease.
+/// Per-MAC memory besides the lease (the HTTP ACL's `File:` lives in the
+/// lease table, where `Leases::client_file` finds it by address).
 #[derive(Clone, Debug, Default)]
 struct Client {
     phase: Phase,
     uuid: Option<Uuid>,
     /// From the HTTP ACL's `Client:` line (option 12).
     host_name: Option<String>,
-    /// From the HTTP ACL's `File:` line.
-    file: Option<String>,
 }
 
 /// The most MACs remembered for phases (a flood of random MACs must not
@@ -132,9 +69,13 @@ pub const ESSENTIAL: &[u8] = &[
     opt::MESSAGE,
 ];
 
-/// The decision state: settings, leases, per-MAC phases, boot file sizes.
+/// The decision state: settings, the leases handle, per-MAC phases, boot
+/// file sizes.
 pub struct Engine {
     config: Arc<Config>,
+    bootp: BootpConfig,
+    /// `[http]`, when `access = http`.
+    http_acl: Option<HttpAclConfig>,
     server_ip: Ipv4Addr,
     netmask: Ipv4Addr,
     router: Ipv4Addr,
@@ -142,7 +83,7 @@ pub struct Engine {
     /// siaddr and option 66: the TFTP server.
     tftp_ip: Ipv4Addr,
     sname: String,
-    pub leases: LeaseTable,
+    leases: Leases,
     clients: HashMap<MacAddr, Client>,
     file_sizes: HashMap<String, u64>,
 }
@@ -158,19 +99,51 @@ pub fn size_blocks(size: u64) -> u16 {
     u16::try_from(size.div_ceil(512)).unwrap_or(u16::MAX)
 }
 
+/// What the checks before a message's own handling learnt.
+struct Ctx {
+    mac: MacAddr,
+    pxe: bool,
+    uuid: Option<Uuid>,
+    boot_file: Option<String>,
+}
+
+/// A handler's result: the address it is about, and the outcome.
+type Handled = (Option<Ipv4Addr>, Outcome);
+
+/// Why the checks before a message's handling stop it (never a reply).
+enum Stop {
+    Silent(Silence),
+    Ask(HttpQuery),
+}
+
+impl From<Stop> for Outcome {
+    fn from(s: Stop) -> Outcome {
+        match s {
+            Stop::Silent(s) => Outcome::Silent(s),
+            Stop::Ask(q) => Outcome::AskHttp(q),
+        }
+    }
+}
+
 impl Engine {
-    /// `dns` is the resolved server list (`dns = auto` read by the caller).
-    pub fn new(config: Arc<Config>, net: &ServerNet, dns: Vec<Ipv4Addr>) -> Result<Engine, String> {
-        let b = config
-            .bootp
-            .as_ref()
-            .ok_or("no [bootp] section: the DHCP service needs pool_start")?;
-        let leases = LeaseTable::new(
-            b.pool_start,
-            b.pool_count,
-            &config.static_dhcp,
-            vec![net.ip],
-        );
+    /// `bootp` is the config's `[bootp]` section; `dns` the resolved server
+    /// list (`dns = auto` read by the caller); `leases` the shared table.
+    pub fn new(
+        config: Arc<Config>,
+        bootp: BootpConfig,
+        net: &ServerNet,
+        dns: Vec<Ipv4Addr>,
+        leases: Leases,
+    ) -> Result<Engine, String> {
+        let http_acl = match bootp.access {
+            Access::Http => Some(
+                config
+                    .http_acl
+                    .clone()
+                    .ok_or("access = http needs an [http] section")?,
+            ),
+            _ => None,
+        };
         let tftp_ip = config
             .tftp
             .address
@@ -178,11 +151,13 @@ impl Engine {
             .unwrap_or(net.ip);
         Ok(Engine {
             server_ip: net.ip,
-            netmask: b.netmask.unwrap_or(net.netmask),
-            router: b.gateway.unwrap_or(net.ip),
+            netmask: bootp.netmask.unwrap_or(net.netmask),
+            router: bootp.gateway.unwrap_or(net.ip),
             dns,
             tftp_ip,
-            sname: format!("{}.{}", b.servername, b.domain),
+            sname: format!("{}.{}", bootp.servername, bootp.domain),
+            http_acl,
+            bootp,
             leases,
             clients: HashMap::new(),
             file_sizes: HashMap::new(),
@@ -198,6 +173,11 @@ impl Engine {
         self.server_ip
     }
 
+    /// The lease table this engine decides over (shared).
+    pub fn leases(&self) -> &Leases {
+        &self.leases
+    }
+
     /// Records a boot file's size (or forgets it), as the server's
     /// background lookup finds it.
     pub fn set_file_size(&mut self, name: &str, size: Option<u64>) {
@@ -211,40 +191,70 @@ impl Engine {
         self.file_sizes.get(name).copied()
     }
 
-    /// The file the HTTP ACL named for the client holding `ip` (the TFTP
-    /// `{client_file}` variable).
-    pub fn client_file(&self, ip: Ipv4Addr) -> Option<&str> {
-        let mac = self.leases.owner(ip)?;
-        self.clients.get(&mac)?.file.as_deref()
-    }
-
     pub fn phase(&self, mac: &MacAddr) -> Phase {
         self.clients.get(mac).map(|c| c.phase).unwrap_or_default()
     }
 
-    fn bootp(&self) -> &crate::config::BootpConfig {
-        self.config.bootp.as_ref().expect("checked in Engine::new")
-    }
-
     /// Decides what to do with one request at `now` (unix seconds).
     /// `http` is the HTTP ACL's answer when the previous call asked for it.
+    /// The lease table is locked for the whole decision (no I/O inside).
     pub fn decide(&mut self, p: &Packet, now: u64, http: Option<&HttpAnswer>) -> Decision {
-        let mut d = Decision {
-            xid: p.xid,
-            ..Decision::default()
-        };
+        let leases = self.leases.clone();
+        leases.with(|t| self.decide_in(t, p, now, http))
+    }
+
+    fn decide_in(
+        &mut self,
+        t: &mut LeaseTable,
+        p: &Packet,
+        now: u64,
+        http: Option<&HttpAnswer>,
+    ) -> Decision {
         let msg = p.message_type();
-        d.kind = msg.map_or("BOOTP", |m| m.name());
+        let mut effects = Effects::default();
+        let (ip, outcome) = match self.admit(t, p, msg, http) {
+            Err(stop) => (None, stop.into()),
+            Ok(ctx) => match msg {
+                Some(MessageType::Discover) => self.discover(t, p, &ctx, now),
+                Some(MessageType::Request) => self.request(t, p, &ctx, now, &mut effects),
+                Some(MessageType::Decline) => self.decline(t, p, &ctx, now, &mut effects),
+                Some(MessageType::Release) => self.release(t, p, &ctx, now, &mut effects),
+                Some(MessageType::Inform) => self.inform(p, &ctx),
+                None => self.bootp_request(t, p, &ctx, now, &mut effects),
+                // `admit` lets only client messages through.
+                Some(m) => (None, Outcome::Silent(Silence::NotClientMessage(m))),
+            },
+        };
+        Decision {
+            kind: msg.map_or("BOOTP", |m| m.name()),
+            mac: p.mac(),
+            xid: p.xid,
+            ip,
+            outcome,
+            effects,
+        }
+    }
+
+    /// The checks every message passes before its own handling: a client
+    /// message from Ethernet, the phase, the local ACL, the HTTP ACL, a
+    /// boot file for a PXE client. `Err` is the outcome when one fails.
+    fn admit(
+        &mut self,
+        t: &mut LeaseTable,
+        p: &Packet,
+        msg: Option<MessageType>,
+        http: Option<&HttpAnswer>,
+    ) -> Result<Ctx, Stop> {
+        let silent = |s| Err(Stop::Silent(s));
         if p.op != BOOTREQUEST {
-            return d.silent("not a BOOTREQUEST");
+            return silent(Silence::NotRequest);
         }
         let Some(mac) = p.mac() else {
-            return d.silent(format!(
-                "hardware type {} length {} is not Ethernet",
-                p.htype, p.hlen
-            ));
+            return silent(Silence::NotEthernet {
+                htype: p.htype,
+                hlen: p.hlen,
+            });
         };
-        d.mac = Some(mac);
         match msg {
             None
             | Some(MessageType::Discover)
@@ -252,9 +262,46 @@ impl Engine {
             | Some(MessageType::Decline)
             | Some(MessageType::Release)
             | Some(MessageType::Inform) => {}
-            Some(m) => return d.silent(format!("{m} is not a client message")),
+            Some(m) => return silent(Silence::NotClientMessage(m)),
         }
         let pxe = is_pxe(p);
+        let (current, new, uuid) = self.phases(t, p, mac, msg, pxe);
+        if new == Phase::Idle {
+            return silent(Silence::SimpleDhcpOff);
+        }
+        self.local_acl(t, &mac, uuid.as_ref())
+            .map_err(|d| Stop::Silent(Silence::Acl(d)))?;
+        let no_reply = matches!(msg, Some(MessageType::Release) | Some(MessageType::Decline));
+        if !no_reply {
+            self.http_acl(t, mac, pxe, uuid, current != new, http)?;
+        }
+        // The boot file of a PXE client, by architecture.
+        let arch = p.client_arch();
+        let boot_file = self.config.boot_file_for(arch).map(str::to_string);
+        if pxe && boot_file.is_none() && !no_reply {
+            return silent(Silence::NoBootFile { arch });
+        }
+        if !no_reply {
+            self.clients.entry(mac).or_default().phase = new;
+        }
+        Ok(Ctx {
+            mac,
+            pxe,
+            uuid,
+            boot_file,
+        })
+    }
+
+    /// The MAC's current phase, the one this request moves it to, and its
+    /// UUID (sent now by a PXE client, or remembered from its PXE phase).
+    fn phases(
+        &mut self,
+        t: &LeaseTable,
+        p: &Packet,
+        mac: MacAddr,
+        msg: Option<MessageType>,
+        pxe: bool,
+    ) -> (Phase, Phase, Option<Uuid>) {
         if self.clients.len() >= MAX_CLIENTS && !self.clients.contains_key(&mac) {
             self.clients.clear();
         }
@@ -266,126 +313,91 @@ impl Engine {
         }
         let uuid = if pxe { p.uuid() } else { client.uuid };
         let current = client.phase;
-        let allow_simple = self.bootp().allow_simple_dhcp;
         let new = if pxe {
             Phase::Pxe
         } else {
             // A MAC with a bound lease was served before (a booted OS
             // renewing after a daemon restart, which forgets phases).
-            let known = self
-                .leases
-                .get(&mac)
-                .is_some_and(|l| l.state == crate::leases::LeaseState::Bound);
+            let known = t.get(&mac).is_some_and(|l| l.state == LeaseState::Bound);
             match current {
                 Phase::Pxe if msg == Some(MessageType::Request) => Phase::Dhcp,
-                Phase::Idle if allow_simple || known => Phase::Dhcp,
+                Phase::Idle if self.bootp.allow_simple_dhcp || known => Phase::Dhcp,
                 other => other,
             }
         };
-        if new == Phase::Idle {
-            return d.silent("plain DHCP/BOOTP client ignored (allow_simple_dhcp is off)");
-        }
+        (current, new, uuid)
+    }
 
-        // Local access control.
-        if let Err(why) = self.local_acl(&mac, uuid.as_ref()) {
-            return d.silent(why);
-        }
-        let no_reply = matches!(msg, Some(MessageType::Release) | Some(MessageType::Decline));
-        // The HTTP ACL, asked on a phase change or always.
-        if self.bootp().access == Access::Http && !no_reply {
-            let acl = self
-                .config
-                .http_acl
-                .as_ref()
-                .expect("validated with access");
-            match http {
-                None if acl.always_check || current != new => {
-                    let ip = if pxe {
-                        None
-                    } else {
-                        self.leases.get(&mac).map(|l| l.ip)
-                    };
-                    let path = if pxe { &acl.pxe } else { &acl.dhcp };
-                    let mut url = format!("{}{}?mac={mac}", acl.location, path);
-                    if let Some(u) = uuid {
-                        url.push_str(&format!("&uuid={}", u.to_string().to_uppercase()));
-                    }
-                    if let Some(ip) = ip {
-                        url.push_str(&format!("&ip={ip}"));
-                    }
-                    d.check = Some(HttpQuery { mac, url });
-                    return d.silent("asking the HTTP ACL");
-                }
-                None => {}
-                Some(HttpAnswer::Denied(why)) => {
-                    if let Some(c) = self.clients.get_mut(&mac) {
-                        c.phase = Phase::Idle;
-                    }
-                    return d.silent(format!("HTTP ACL denied: {why}"));
-                }
-                Some(HttpAnswer::Granted { client, file }) => {
-                    let c = self.clients.entry(mac).or_default();
-                    if client.is_some() {
-                        c.host_name.clone_from(client);
-                    }
-                    if file.is_some() {
-                        c.file.clone_from(file);
-                    }
-                }
-            }
-        }
-
-        // The boot file of a PXE client, by architecture.
-        let arch = p.client_arch();
-        let boot_file = self.config.boot_file_for(arch).map(str::to_string);
-        if pxe && boot_file.is_none() && !no_reply {
-            return d.silent(format!(
-                "PXE client arch {} has no [bootfile] entry and there is no default",
-                arch.map_or("(none)".to_string(), |a| format!("{a:05}"))
-            ));
-        }
-        if !no_reply {
-            self.clients.entry(mac).or_default().phase = new;
-        }
-        let ctx = Ctx {
-            mac,
-            pxe,
-            uuid,
-            boot_file,
+    /// The HTTP ACL, asked on a phase change or always (`always_check`);
+    /// `answer` is its answer when it was asked. `Err` is the outcome:
+    /// ask, or silence when it said no.
+    fn http_acl(
+        &mut self,
+        t: &mut LeaseTable,
+        mac: MacAddr,
+        pxe: bool,
+        uuid: Option<Uuid>,
+        phase_changes: bool,
+        answer: Option<&HttpAnswer>,
+    ) -> Result<(), Stop> {
+        let Some(acl) = &self.http_acl else {
+            return Ok(());
         };
-        match msg {
-            Some(MessageType::Discover) => self.discover(d, p, &ctx, now),
-            Some(MessageType::Request) => self.request(d, p, &ctx, now),
-            Some(MessageType::Decline) => self.decline(d, p, &ctx, now),
-            Some(MessageType::Release) => self.release(d, p, &ctx, now),
-            Some(MessageType::Inform) => self.inform(d, p, &ctx),
-            None => self.bootp_request(d, p, &ctx, now),
-            Some(_) => unreachable!("filtered above"),
+        match answer {
+            None if acl.always_check || phase_changes => {
+                let ip = if pxe { None } else { t.get(&mac).map(|l| l.ip) };
+                let path = if pxe { &acl.pxe } else { &acl.dhcp };
+                let mut url = format!("{}{}?mac={mac}", acl.location, path);
+                if let Some(u) = uuid {
+                    url.push_str(&format!("&uuid={}", u.to_string().to_uppercase()));
+                }
+                if let Some(ip) = ip {
+                    url.push_str(&format!("&ip={ip}"));
+                }
+                Err(Stop::Ask(HttpQuery { mac, url }))
+            }
+            None => Ok(()),
+            Some(HttpAnswer::Denied(why)) => {
+                if let Some(c) = self.clients.get_mut(&mac) {
+                    c.phase = Phase::Idle;
+                }
+                Err(Stop::Silent(Silence::HttpDenied(why.clone())))
+            }
+            Some(HttpAnswer::Granted { client, file }) => {
+                let c = self.clients.entry(mac).or_default();
+                if client.is_some() {
+                    c.host_name.clone_from(client);
+                }
+                if let Some(f) = file {
+                    t.set_client_file(mac, f.clone());
+                }
+                Ok(())
+            }
         }
     }
 
     /// `[mac]` / `[uuid]` rules, when `access` names them.
-    fn local_acl(&self, mac: &MacAddr, uuid: Option<&Uuid>) -> Result<(), String> {
-        match self.bootp().access {
+    fn local_acl(&self, t: &LeaseTable, mac: &MacAddr, uuid: Option<&Uuid>) -> Result<(), Denial> {
+        match self.bootp.access {
             Access::Mac => match acl::verdict(&self.config.mac_rules, &mac.0) {
                 Some(true) => Ok(()),
-                Some(false) => Err(format!("{mac} is denied by [mac]")),
-                None if self.leases.static_for(mac).is_some() => Ok(()),
-                None => Err(format!("{mac} is not in [mac]")),
+                Some(false) => Err(Denial::MacDenied(*mac)),
+                None if t.static_for(mac).is_some() => Ok(()),
+                None => Err(Denial::MacNotListed(*mac)),
             },
             Access::Uuid => {
                 let Some(u) = uuid else {
-                    return Err("no UUID known for this client (access = uuid)".into());
+                    return Err(Denial::NoUuid);
                 };
                 match acl::verdict(&self.config.uuid_rules, &u.0) {
                     Some(true) => Ok(()),
-                    Some(false) => Err(format!("UUID {u} is denied by [uuid]")),
-                    None => Err(format!("UUID {u} is not in [uuid]")),
+                    Some(false) => Err(Denial::UuidDenied(*u)),
+                    None => Err(Denial::UuidNotListed(*u)),
                 }
             }
             // [mac] denials still hold for [static_dhcp] MACs.
             Access::None | Access::Http => match acl::verdict(&self.config.mac_rules, &mac.0) {
-                Some(false) => Err(format!("{mac} is denied by [mac]")),
+                Some(false) => Err(Denial::MacDenied(*mac)),
                 _ => Ok(()),
             },
         }
@@ -419,7 +431,7 @@ impl Engine {
 
     /// Options common to OFFER/ACK (and BOOTP replies, without 53/54/51).
     fn fill_options(&self, r: &mut Packet, p: &Packet, ctx: &Ctx, kind: Option<u8>, lease: bool) {
-        let lease_time = self.bootp().lease_time;
+        let lease_time = self.bootp.lease_time;
         if let Some(k) = kind {
             r.set_option(opt::MESSAGE_TYPE, [k]);
             r.set_option(opt::SERVER_ID, self.server_ip.octets());
@@ -443,23 +455,7 @@ impl Engine {
             r.set_option(opt::HOST_NAME, name.as_bytes());
         }
         if ctx.pxe {
-            r.set_option(opt::VENDOR_CLASS, &b"PXEClient"[..]);
-            r.set_option(opt::TFTP_SERVER, self.tftp_ip.to_string().into_bytes());
-            if let Some(f) = &ctx.boot_file {
-                r.set_option(opt::BOOT_FILE, f.as_bytes());
-                // Sent whether asked or not: iPXE never asks for 13, EDK2
-                // does and then skips its tsize probe.
-                if let Some(size) = self.file_size(f) {
-                    r.set_option(opt::BOOT_FILE_SIZE, size_blocks(size).to_be_bytes());
-                }
-            }
-            if let Some(u) = p.option(opt::CLIENT_UUID) {
-                // Echoed as it came (SMBIOS byte order).
-                r.set_option(opt::CLIENT_UUID, u);
-            }
-            // PXE vendor options: discovery control 8 = "boot the file
-            // named in this reply", no boot server discovery; then End.
-            r.set_option(opt::VENDOR_SPECIFIC, [6u8, 1, 8, 255]);
+            self.fill_pxe_options(r, p, ctx);
         }
         if let Some(v) = p.option(opt::RELAY_AGENT) {
             // RFC 3046: echo the relay agent information.
@@ -467,7 +463,29 @@ impl Engine {
         }
     }
 
-    fn reply(&self, r: Packet, p: &Packet, ctx: &Ctx) -> Reply {
+    /// A PXE client's options: 60, 66, 67 (and 13 when the size is
+    /// known), 97 echoed, 43.
+    fn fill_pxe_options(&self, r: &mut Packet, p: &Packet, ctx: &Ctx) {
+        r.set_option(opt::VENDOR_CLASS, &b"PXEClient"[..]);
+        r.set_option(opt::TFTP_SERVER, self.tftp_ip.to_string().into_bytes());
+        if let Some(f) = &ctx.boot_file {
+            r.set_option(opt::BOOT_FILE, f.as_bytes());
+            // Sent whether asked or not: iPXE never asks for 13, EDK2
+            // does and then skips its tsize probe.
+            if let Some(size) = self.file_size(f) {
+                r.set_option(opt::BOOT_FILE_SIZE, size_blocks(size).to_be_bytes());
+            }
+        }
+        if let Some(u) = p.option(opt::CLIENT_UUID) {
+            // Echoed as it came (SMBIOS byte order).
+            r.set_option(opt::CLIENT_UUID, u);
+        }
+        // PXE vendor options: discovery control 8 = "boot the file
+        // named in this reply", no boot server discovery; then End.
+        r.set_option(opt::VENDOR_SPECIFIC, [6u8, 1, 8, 255]);
+    }
+
+    fn reply(&self, r: Packet, p: &Packet, ctx: &Ctx, answer: Answer) -> Outcome {
         let dest = if !p.giaddr.is_unspecified() {
             Dest::Relay(p.giaddr)
         } else if !p.ciaddr.is_unspecified() && !self.is_buggy(&ctx.mac) {
@@ -475,17 +493,18 @@ impl Engine {
         } else {
             Dest::Broadcast
         };
-        Reply {
+        Outcome::Reply(Reply {
             packet: r,
             dest,
             max_len: p
                 .max_message_size()
                 .unwrap_or(crate::wire::dhcp::MIN_MAX_MESSAGE)
                 - 28,
-        }
+            answer,
+        })
     }
 
-    fn nak(&self, mut d: Decision, p: &Packet, why: String) -> Decision {
+    fn nak(&self, p: &Packet, why: NakReason) -> Outcome {
         let mut r = Packet {
             op: BOOTREPLY,
             htype: p.htype,
@@ -503,8 +522,8 @@ impl Engine {
         };
         r.set_option(opt::MESSAGE_TYPE, [MessageType::Nak.to_u8()]);
         r.set_option(opt::SERVER_ID, self.server_ip.octets());
-        r.set_option(opt::MESSAGE, why.as_bytes());
-        d.reply = Some(Reply {
+        r.set_option(opt::MESSAGE, why.to_string().as_bytes());
+        Outcome::Reply(Reply {
             packet: r,
             dest: if p.giaddr.is_unspecified() {
                 Dest::Broadcast
@@ -512,188 +531,191 @@ impl Engine {
                 Dest::Relay(p.giaddr)
             },
             max_len: crate::wire::dhcp::MIN_MAX_MESSAGE - 28,
-        });
-        d.why = format!("NAK: {why}");
-        d
+            answer: Answer::Nak(why),
+        })
     }
 
-    fn discover(&mut self, mut d: Decision, p: &Packet, ctx: &Ctx, now: u64) -> Decision {
-        let ip = match self.leases.offer(ctx.mac, p.requested_ip(), now) {
+    fn discover(&mut self, t: &mut LeaseTable, p: &Packet, ctx: &Ctx, now: u64) -> Handled {
+        let ip = match t.offer(ctx.mac, p.requested_ip(), now) {
             Ok(ip) => ip,
-            Err(e) => return d.silent(format!("no offer: {e}")),
+            Err(e) => return (None, Outcome::Silent(Silence::NoAddress(e))),
         };
         let mut r = self.base_reply(p, ctx);
         r.yiaddr = ip;
         self.fill_options(&mut r, p, ctx, Some(MessageType::Offer.to_u8()), true);
-        d.ip = Some(ip);
-        d.why = format!("OFFER{}", if ctx.pxe { " (PXE)" } else { "" });
-        d.reply = Some(self.reply(r, p, ctx));
-        d
+        let offer = Answer::Offer { pxe: ctx.pxe };
+        (Some(ip), self.reply(r, p, ctx, offer))
     }
 
+    #[allow(clippy::too_many_arguments)] // the request's parts, passed apart to keep borrows short
     fn ack(
         &mut self,
-        mut d: Decision,
+        t: &mut LeaseTable,
         p: &Packet,
         ctx: &Ctx,
         ip: Ipv4Addr,
         now: u64,
-        state: &str,
-    ) -> Decision {
-        let lease_time = self.bootp().lease_time;
-        match self.leases.bind(ctx.mac, ip, lease_time, now) {
-            Err(why) => {
-                d.ip = Some(ip);
-                self.nak(d, p, why)
-            }
-            Ok(lease) => {
-                let mut r = self.base_reply(p, ctx);
-                r.yiaddr = ip;
-                r.ciaddr = p.ciaddr;
-                self.fill_options(&mut r, p, ctx, Some(MessageType::Ack.to_u8()), true);
-                d.ip = Some(ip);
-                d.why = format!("ACK ({state}{})", if ctx.pxe { ", PXE" } else { "" });
-                d.journal.push(Record::Lease(lease));
-                d.client_file = self
-                    .clients
-                    .get(&ctx.mac)
-                    .and_then(|c| c.file.clone())
-                    .map(|f| (ip, f));
-                d.notice = Some(match (ctx.pxe, ctx.uuid) {
-                    (true, Some(u)) => {
-                        format!("BOOT,{},{},{ip}", u.to_string().to_uppercase(), ctx.mac)
-                    }
-                    (_, Some(u)) => {
-                        format!("LEASE,{},{},{ip}", u.to_string().to_uppercase(), ctx.mac)
-                    }
-                    (_, None) => format!("LEASE,{},{ip}", ctx.mac),
-                });
-                d.reply = Some(self.reply(r, p, ctx));
-                d
-            }
-        }
+        state: AckState,
+        fx: &mut Effects,
+    ) -> Handled {
+        let lease = match t.bind(ctx.mac, ip, self.bootp.lease_time, now) {
+            Ok(lease) => lease,
+            Err(why) => return (Some(ip), self.nak(p, NakReason::Bind(why))),
+        };
+        let mut r = self.base_reply(p, ctx);
+        r.yiaddr = ip;
+        r.ciaddr = p.ciaddr;
+        self.fill_options(&mut r, p, ctx, Some(MessageType::Ack.to_u8()), true);
+        fx.journal.push(Record::Lease(lease));
+        fx.client_file = t.client_file(ip).map(|f| (ip, f.to_string()));
+        fx.notice = Some(match (ctx.pxe, ctx.uuid) {
+            (true, Some(u)) => format!("BOOT,{},{},{ip}", u.to_string().to_uppercase(), ctx.mac),
+            (_, Some(u)) => format!("LEASE,{},{},{ip}", u.to_string().to_uppercase(), ctx.mac),
+            (_, None) => format!("LEASE,{},{ip}", ctx.mac),
+        });
+        let answer = Answer::Ack {
+            state,
+            pxe: ctx.pxe,
+        };
+        (Some(ip), self.reply(r, p, ctx, answer))
     }
 
-    fn request(&mut self, d: Decision, p: &Packet, ctx: &Ctx, now: u64) -> Decision {
+    fn request(
+        &mut self,
+        t: &mut LeaseTable,
+        p: &Packet,
+        ctx: &Ctx,
+        now: u64,
+        fx: &mut Effects,
+    ) -> Handled {
         let requested = p.requested_ip();
         if let Some(sid) = p.server_id() {
             // SELECTING.
             if sid != self.server_ip {
-                self.leases.forget_offer(ctx.mac, now);
-                return d.silent(format!("client chose server {sid}; our offer is forgotten"));
+                t.forget_offer(ctx.mac, now);
+                return (None, Outcome::Silent(Silence::OtherServer(sid)));
             }
             let Some(ip) = requested.or((!p.ciaddr.is_unspecified()).then_some(p.ciaddr)) else {
-                return self.nak(d, p, "REQUEST names no address".into());
+                return (None, self.nak(p, NakReason::NamesNoAddress));
             };
             // The client must take what we offered (or hold).
-            if let Some(l) = self.leases.get(&ctx.mac) {
-                if l.ip != ip && self.leases.available_for(&ctx.mac, l.ip, now) {
-                    let (mut d, offered) = (d, l.ip);
-                    d.ip = Some(ip);
-                    return self.nak(d, p, format!("{ip} was not offered ({offered} was)"));
+            if let Some(l) = t.get(&ctx.mac) {
+                if l.ip != ip && t.available_for(&ctx.mac, l.ip, now) {
+                    let offered = l.ip;
+                    let why = NakReason::NotOffered {
+                        requested: ip,
+                        offered,
+                    };
+                    return (Some(ip), self.nak(p, why));
                 }
             }
-            return self.ack(d, p, ctx, ip, now, "selecting");
+            return self.ack(t, p, ctx, ip, now, AckState::Selecting, fx);
         }
         if p.ciaddr.is_unspecified() {
             // INIT-REBOOT: the client asks for the address it remembers.
             let Some(ip) = requested else {
-                return d.silent("REQUEST with no server id, no requested address, no ciaddr");
+                return (None, Outcome::Silent(Silence::RequestNamesNothing));
             };
             let relayed = !p.giaddr.is_unspecified();
             let net_mask = u32::from(self.netmask);
             let on_net = u32::from(ip) & net_mask == u32::from(self.server_ip) & net_mask;
             if !relayed && !on_net {
-                let mut d = d;
-                d.ip = Some(ip);
-                return self.nak(d, p, format!("{ip} is not on this network"));
+                return (Some(ip), self.nak(p, NakReason::OffNet(ip)));
             }
-            return self.ack(d, p, ctx, ip, now, "init-reboot");
+            return self.ack(t, p, ctx, ip, now, AckState::InitReboot, fx);
         }
         // RENEWING (unicast) or REBINDING (broadcast): ciaddr is the lease.
         let ip = p.ciaddr;
         let state = if p.flags & FLAG_BROADCAST != 0 {
-            "rebinding"
+            AckState::Rebinding
         } else {
-            "renewing"
+            AckState::Renewing
         };
-        match self.leases.get(&ctx.mac) {
-            Some(l) if l.ip != ip && self.leases.static_for(&ctx.mac).is_none() => {
-                let (mut d, held) = (d, l.ip);
-                d.ip = Some(ip);
-                self.nak(d, p, format!("{ip} is not this client's lease ({held} is)"))
+        match t.get(&ctx.mac) {
+            Some(l) if l.ip != ip && t.static_for(&ctx.mac).is_none() => {
+                let held = l.ip;
+                (Some(ip), self.nak(p, NakReason::NotTheLease { ip, held }))
             }
-            _ => self.ack(d, p, ctx, ip, now, state),
+            _ => self.ack(t, p, ctx, ip, now, state, fx),
         }
     }
 
-    fn decline(&mut self, mut d: Decision, p: &Packet, ctx: &Ctx, now: u64) -> Decision {
+    fn decline(
+        &mut self,
+        t: &mut LeaseTable,
+        p: &Packet,
+        ctx: &Ctx,
+        now: u64,
+        fx: &mut Effects,
+    ) -> Handled {
         if p.server_id().is_some_and(|s| s != self.server_ip) {
-            return d.silent("DECLINE for another server");
+            return (None, Outcome::Silent(Silence::DeclineForOtherServer));
         }
         let Some(ip) = p.requested_ip() else {
-            return d.silent("DECLINE names no address (option 50)");
+            return (None, Outcome::Silent(Silence::DeclineNamesNoAddress));
         };
-        d.ip = Some(ip);
-        let until = now + u64::from(self.bootp().lease_time);
-        match self.leases.decline(ctx.mac, ip, until) {
+        let until = now + u64::from(self.bootp.lease_time);
+        match t.decline(ctx.mac, ip, until) {
             Some(rec) => {
-                d.journal.push(rec);
-                d.silent(format!(
-                    "{ip} is in use on the network: skipped until the lease time passes"
-                ))
+                fx.journal.push(rec);
+                (Some(ip), Outcome::Silent(Silence::Declined(ip)))
             }
-            None => d.silent(format!(
-                "DECLINE of {ip}, which this MAC does not hold: ignored"
-            )),
+            None => (Some(ip), Outcome::Silent(Silence::DeclineNotHeld(ip))),
         }
     }
 
-    fn release(&mut self, mut d: Decision, p: &Packet, ctx: &Ctx, now: u64) -> Decision {
+    fn release(
+        &mut self,
+        t: &mut LeaseTable,
+        p: &Packet,
+        ctx: &Ctx,
+        now: u64,
+        fx: &mut Effects,
+    ) -> Handled {
         if p.server_id().is_some_and(|s| s != self.server_ip) {
-            return d.silent("RELEASE for another server");
+            return (None, Outcome::Silent(Silence::ReleaseForOtherServer));
         }
         let ip = p.ciaddr;
-        d.ip = Some(ip);
-        match self.leases.release(ctx.mac, ip, now) {
+        match t.release(ctx.mac, ip, now) {
             Some(l) => {
-                d.journal.push(Record::Lease(l));
-                d.notice = Some(match ctx.uuid {
+                fx.journal.push(Record::Lease(l));
+                fx.notice = Some(match ctx.uuid {
                     Some(u) => format!("RELEASE,{},{},{ip}", u.to_string().to_uppercase(), ctx.mac),
                     None => format!("RELEASE,{},{ip}", ctx.mac),
                 });
-                d.silent("released (the address stays this MAC's next time)")
+                (Some(ip), Outcome::Silent(Silence::Released))
             }
-            None => d.silent(format!(
-                "RELEASE of {ip}, which this MAC does not hold: ignored"
-            )),
+            None => (Some(ip), Outcome::Silent(Silence::ReleaseNotHeld(ip))),
         }
     }
 
-    fn inform(&mut self, mut d: Decision, p: &Packet, ctx: &Ctx) -> Decision {
+    fn inform(&mut self, p: &Packet, ctx: &Ctx) -> Handled {
         let mut r = self.base_reply(p, ctx);
         r.ciaddr = p.ciaddr;
         self.fill_options(&mut r, p, ctx, Some(MessageType::Ack.to_u8()), false);
-        d.ip = Some(p.ciaddr);
-        d.why = "ACK to INFORM (options only, no lease)".into();
-        d.reply = Some(self.reply(r, p, ctx));
-        d
+        (Some(p.ciaddr), self.reply(r, p, ctx, Answer::InformAck))
     }
 
     /// RFC 951 BOOTP: address and boot file in one reply, bound at once.
-    fn bootp_request(&mut self, mut d: Decision, p: &Packet, ctx: &Ctx, now: u64) -> Decision {
+    fn bootp_request(
+        &mut self,
+        t: &mut LeaseTable,
+        p: &Packet,
+        ctx: &Ctx,
+        now: u64,
+        fx: &mut Effects,
+    ) -> Handled {
         let ip = if !p.ciaddr.is_unspecified() {
             p.ciaddr
         } else {
-            match self.leases.offer(ctx.mac, None, now) {
+            match t.offer(ctx.mac, None, now) {
                 Ok(ip) => ip,
-                Err(e) => return d.silent(format!("no address: {e}")),
+                Err(e) => return (None, Outcome::Silent(Silence::NoAddress(e))),
             }
         };
-        let lease_time = self.bootp().lease_time;
-        let lease = match self.leases.bind(ctx.mac, ip, lease_time, now) {
+        let lease = match t.bind(ctx.mac, ip, self.bootp.lease_time, now) {
             Ok(l) => l,
-            Err(why) => return d.silent(format!("BOOTP client cannot have {ip}: {why}")),
+            Err(why) => return (Some(ip), Outcome::Silent(Silence::BootpRefused(why))),
         };
         let mut r = self.base_reply(p, ctx);
         r.yiaddr = if p.ciaddr.is_unspecified() {
@@ -703,18 +725,8 @@ impl Engine {
         };
         r.ciaddr = p.ciaddr;
         self.fill_options(&mut r, p, ctx, None, false);
-        d.ip = Some(ip);
-        d.why = "BOOTREPLY".into();
-        d.journal.push(Record::Lease(lease));
-        d.notice = Some(format!("LEASE,{},{ip}", ctx.mac));
-        d.reply = Some(self.reply(r, p, ctx));
-        d
+        fx.journal.push(Record::Lease(lease));
+        fx.notice = Some(format!("LEASE,{},{ip}", ctx.mac));
+        (Some(ip), self.reply(r, p, ctx, Answer::BootReply))
     }
-}
-
-struct Ctx {
-    mac: MacAddr,
-    pxe: bool,
-    uuid: Option<Uuid>,
-    boot_file: Option<String>,
 }

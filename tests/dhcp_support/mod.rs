@@ -159,8 +159,11 @@ pub fn ip(last: u8) -> Ipv4Addr {
 /// unicast to the sender). Stops when dropped.
 pub struct Loopback {
     pub addr: SocketAddr,
-    /// The server's `{client_file}` lookup (HTTP ACL `File:` by address).
+    /// The server's `{client_file}` lookup (HTTP ACL `File:` by address),
+    /// built from the leases handle as `lib::run` builds TFTP's.
     pub client_files: Arc<dyn Fn(Ipv4Addr) -> Option<String> + Send + Sync>,
+    /// The lease table the server decides over.
+    pub leases: pybootd::leases::Leases,
     pub stop: CancellationToken,
     pub task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -169,13 +172,21 @@ impl Loopback {
     pub fn start(config: Arc<Config>) -> Loopback {
         let sock = pybootd::bind_udp(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
         let addr = sock.local_addr().unwrap();
-        let server = pybootd::dhcp::server::DhcpServer::new(config, net(), sock).unwrap();
-        let client_files = server.client_files();
+        let bootp = config.bootp.as_ref().expect("a [bootp] section");
+        let now = pybootd::leases::unix_now();
+        let (leases, store) =
+            pybootd::leases::open(bootp, &config.static_dhcp, net().ip, now).unwrap();
+        let server =
+            pybootd::dhcp::server::DhcpServer::new(config, net(), sock, leases.clone(), store)
+                .unwrap();
+        let lookup = leases.clone();
+        let client_files = Arc::new(move |ip| lookup.client_file(ip));
         let stop = CancellationToken::new();
         let task = tokio::spawn(server.serve(stop.clone()));
         Loopback {
             addr,
             client_files,
+            leases,
             stop,
             task: Some(task),
         }
@@ -245,4 +256,18 @@ impl Client {
 
 pub fn msg_type(p: &Packet) -> u8 {
     p.option(opt::MESSAGE_TYPE).map_or(0, |v| v[0])
+}
+
+/// An engine over a fresh in-memory lease table, as the server builds it
+/// (the server's own address excluded from the pool).
+pub fn engine_for(config: Arc<Config>, dns: Vec<Ipv4Addr>) -> pybootd::dhcp::Engine {
+    use pybootd::leases::{LeaseTable, Leases};
+    let b = config.bootp.clone().expect("a [bootp] section");
+    let table = LeaseTable::new(
+        b.pool_start,
+        b.pool_count,
+        &config.static_dhcp,
+        vec![net().ip],
+    );
+    pybootd::dhcp::Engine::new(config, b, &net(), dns, Leases::new(table)).unwrap()
 }

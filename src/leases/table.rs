@@ -1,5 +1,5 @@
-//! The MAC -> IP lease table (pure: time is passed in) and its durable
-//! journal (JSON lines, append-only, compacted at start-up).
+//! The MAC -> IP lease table, pure: time is passed in, nothing is stored
+//! here (`LeaseStore` does that).
 //!
 //! Rules: a MAC keeps its address (sticky, also after RELEASE or expiry);
 //! `[static_dhcp]` addresses are reserved for their MAC; pool addresses are
@@ -9,10 +9,7 @@
 //! journaled: an offer is a short in-memory reservation.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
 
 use crate::wire::MacAddr;
 
@@ -64,7 +61,34 @@ impl std::fmt::Display for AllocError {
     }
 }
 
-/// One journal line.
+/// Why `mac` may not hold `ip` (a REQUEST for it is NAKed with this text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindError {
+    /// The MAC has a `[static_dhcp]` address, and it is another.
+    HasStatic { mac: MacAddr, ip: Ipv4Addr },
+    /// `ip` is the `[static_dhcp]` address of another MAC.
+    ReservedForOther(Ipv4Addr),
+    /// `ip` is outside the pool, or the server's own address.
+    NotInPool(Ipv4Addr),
+    /// `ip` was declined and the decline has not run out.
+    Declined(Ipv4Addr),
+    /// A live lease of another MAC holds `ip`.
+    LeasedToOther(Ipv4Addr),
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BindError::HasStatic { mac, ip } => write!(f, "{mac} has the static address {ip}"),
+            BindError::ReservedForOther(ip) => write!(f, "{ip} is reserved for another MAC"),
+            BindError::NotInPool(ip) => write!(f, "{ip} is not in the pool"),
+            BindError::Declined(ip) => write!(f, "{ip} was declined (in use on the network)"),
+            BindError::LeasedToOther(ip) => write!(f, "{ip} is leased to another MAC"),
+        }
+    }
+}
+
+/// One stored change: what the `LeaseStore` keeps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
     /// `mac` holds `ip` (bound or released) until `expires`.
@@ -73,61 +97,8 @@ pub enum Record {
     Declined { ip: Ipv4Addr, expires: u64 },
 }
 
-impl Record {
-    /// One JSON object, no newline.
-    pub fn to_json(&self) -> String {
-        match self {
-            Record::Lease(l) => format!(
-                "{{\"mac\":\"{}\",\"ip\":\"{}\",\"expires\":{},\"state\":\"{}\"}}",
-                l.mac,
-                l.ip,
-                l.expires,
-                match l.state {
-                    LeaseState::Bound => "bound",
-                    LeaseState::Released => "released",
-                    LeaseState::Offered => "offered",
-                }
-            ),
-            Record::Declined { ip, expires } => {
-                format!("{{\"ip\":\"{ip}\",\"expires\":{expires},\"state\":\"declined\"}}")
-            }
-        }
-    }
-
-    /// Reads one line written by [`Record::to_json`]; `None` for anything
-    /// else (a torn last line after a crash, say).
-    pub fn from_json(line: &str) -> Option<Record> {
-        let line = line.trim();
-        if !line.starts_with('{') || !line.ends_with('}') {
-            return None;
-        }
-        let field = |name: &str| -> Option<&str> {
-            let key = format!("\"{name}\":");
-            let at = line.find(&key)? + key.len();
-            let rest = &line[at..];
-            if let Some(r) = rest.strip_prefix('"') {
-                r.split('"').next()
-            } else {
-                rest.split([',', '}']).next().map(str::trim)
-            }
-        };
-        let ip: Ipv4Addr = field("ip")?.parse().ok()?;
-        let expires: u64 = field("expires")?.parse().ok()?;
-        let state = match field("state")? {
-            "declined" => return Some(Record::Declined { ip, expires }),
-            "bound" => LeaseState::Bound,
-            "released" => LeaseState::Released,
-            _ => return None,
-        };
-        let mac: MacAddr = field("mac")?.parse().ok()?;
-        Some(Record::Lease(Lease {
-            mac,
-            ip,
-            expires,
-            state,
-        }))
-    }
-}
+/// The most MACs whose `File:` is remembered at once.
+pub const MAX_FILES: usize = 1 << 16;
 
 /// The lease table. Pure: every method takes `now` (unix seconds).
 #[derive(Clone, Debug)]
@@ -141,6 +112,10 @@ pub struct LeaseTable {
     by_mac: HashMap<MacAddr, Lease>,
     by_ip: HashMap<Ipv4Addr, MacAddr>,
     declined: HashMap<Ipv4Addr, u64>,
+    /// The HTTP ACL's `File:` per MAC (not stored: asked again after a
+    /// restart). Kept by MAC, answered by address, so that an address's
+    /// next holder never gets the previous holder's file.
+    files: HashMap<MacAddr, String>,
     /// Pool offsets below this have been looked at by the linear scan;
     /// addresses past it have never been handed out.
     cursor: u32,
@@ -162,6 +137,7 @@ impl LeaseTable {
             by_mac: HashMap::new(),
             by_ip: HashMap::new(),
             declined: HashMap::new(),
+            files: HashMap::new(),
             cursor: 0,
         }
     }
@@ -195,6 +171,22 @@ impl LeaseTable {
         self.owner(ip)
             .and_then(|mac| self.get(&mac))
             .is_some_and(|l| l.ip == ip && l.state == LeaseState::Bound && l.expires > now)
+    }
+
+    /// The HTTP ACL's `File:` for the client that holds `ip` now (any
+    /// state: the TFTP request follows the ACK within seconds).
+    pub fn client_file(&self, ip: Ipv4Addr) -> Option<&str> {
+        let mac = self.owner(ip)?;
+        self.files.get(&mac).map(String::as_str)
+    }
+
+    /// Remembers `mac`'s `File:` line. Bounded: past [`MAX_FILES`] MACs
+    /// the memory starts over (a flood of MACs must not grow it forever).
+    pub fn set_client_file(&mut self, mac: MacAddr, file: String) {
+        if self.files.len() >= MAX_FILES && !self.files.contains_key(&mac) {
+            self.files.clear();
+        }
+        self.files.insert(mac, file);
     }
 
     fn declined_at(&self, ip: Ipv4Addr, now: u64) -> bool {
@@ -326,20 +318,19 @@ impl LeaseTable {
         ip: Ipv4Addr,
         lease_time: u32,
         now: u64,
-    ) -> Result<Lease, String> {
+    ) -> Result<Lease, BindError> {
         if !self.available_for(&mac, ip, now) {
-            let why = if let Some(s) = self.statics.get(&mac) {
-                format!("{mac} has the static address {s}")
+            return Err(if let Some(s) = self.statics.get(&mac) {
+                BindError::HasStatic { mac, ip: *s }
             } else if self.static_ips.contains_key(&ip) {
-                format!("{ip} is reserved for another MAC")
+                BindError::ReservedForOther(ip)
             } else if !self.in_pool(ip) || self.excluded.contains(&ip) {
-                format!("{ip} is not in the pool")
+                BindError::NotInPool(ip)
             } else if self.declined_at(ip, now) {
-                format!("{ip} was declined (in use on the network)")
+                BindError::Declined(ip)
             } else {
-                format!("{ip} is leased to another MAC")
-            };
-            return Err(why);
+                BindError::LeasedToOther(ip)
+            });
         }
         let lease = Lease {
             mac,
@@ -439,132 +430,6 @@ impl LeaseTable {
     }
 }
 
-/// The append-only journal file.
-pub struct Journal {
-    path: PathBuf,
-    file: File,
-    /// Records written since the last compaction, and how many the
-    /// compacted copy held: past 4x (and 10,000), it is compacted again.
-    appended: usize,
-    compacted: usize,
-}
-
-impl Journal {
-    /// Reads `path` (if it exists) into `table`, rewrites it compacted
-    /// (temp file, fsync, rename, fsync of the directory), and opens it for
-    /// appending. Unreadable lines (a torn write at a crash) are skipped and
-    /// counted. Returns the journal and (records read, lines skipped).
-    pub fn open(
-        path: &Path,
-        table: &mut LeaseTable,
-        now: u64,
-    ) -> io::Result<(Journal, usize, usize)> {
-        let err = |e: io::Error, what: &str| {
-            io::Error::new(
-                e.kind(),
-                format!("lease file {}: {what}: {e}", path.display()),
-            )
-        };
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| err(e, "cannot create its directory"))?;
-        let (mut read, mut skipped) = (0, 0);
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                // Bytes, not text: a crash may leave any garbage at the end.
-                for line in bytes.split(|b| *b == b'\n') {
-                    let line = String::from_utf8_lossy(line);
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    match Record::from_json(&line) {
-                        Some(r) => {
-                            table.apply(&r);
-                            read += 1;
-                        }
-                        None => skipped += 1,
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(err(e, "cannot read")),
-        }
-        let file = Journal::write_compacted(path, &table.snapshot(now))
-            .map_err(|e| err(e, "cannot write the compacted copy"))?;
-        let compacted = table.snapshot(now).len();
-        Ok((
-            Journal {
-                path: path.to_path_buf(),
-                file,
-                appended: 0,
-                compacted,
-            },
-            read,
-            skipped,
-        ))
-    }
-
-    /// Writes `records` to a temp file, fsyncs it, renames it over `path`,
-    /// fsyncs the directory, and opens the result for appending.
-    fn write_compacted(path: &Path, records: &[Record]) -> io::Result<File> {
-        let tmp = path.with_extension("jsonl.tmp");
-        {
-            let mut f = File::create(&tmp)?;
-            let mut text = String::with_capacity(records.len() * 96);
-            for r in records {
-                text.push_str(&r.to_json());
-                text.push('\n');
-            }
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)?;
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        OpenOptions::new().append(true).open(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Appends lines (each already JSON, no newline) in one write, then
-    /// fdatasync: when this returns Ok, they survive a crash.
-    pub fn append_durable(&mut self, lines: &[String]) -> io::Result<()> {
-        let mut text = String::with_capacity(lines.len() * 96);
-        for l in lines {
-            text.push_str(l);
-            text.push('\n');
-        }
-        self.file.write_all(text.as_bytes())?;
-        self.file.sync_data()?;
-        self.appended += lines.len();
-        Ok(())
-    }
-
-    /// Whether the file has grown enough to be worth compacting.
-    pub fn wants_compaction(&self) -> bool {
-        self.appended > 10_000 && self.appended > 4 * self.compacted
-    }
-
-    /// Replaces the file with `snapshot` (the live table, which includes
-    /// every record appended so far). Atomic: a crash leaves the old file
-    /// or the new one.
-    pub fn compact(&mut self, snapshot: &[Record]) -> io::Result<()> {
-        self.file = Journal::write_compacted(&self.path, snapshot)?;
-        self.appended = 0;
-        self.compacted = snapshot.len();
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -618,84 +483,5 @@ mod tests {
         assert_eq!(t.offer(mac(1), None, 1), Ok(ip(11)));
         assert!(!t.available_for(&mac(2), ip(10), 500));
         assert!(t.available_for(&mac(2), ip(10), 1000));
-    }
-
-    #[test]
-    fn records_round_trip_and_torn_lines_skip() {
-        let r = Record::Lease(Lease {
-            mac: mac(1),
-            ip: ip(10),
-            expires: 42,
-            state: LeaseState::Bound,
-        });
-        assert_eq!(Record::from_json(&r.to_json()), Some(r.clone()));
-        let d = Record::Declined {
-            ip: ip(3),
-            expires: 7,
-        };
-        assert_eq!(Record::from_json(&d.to_json()), Some(d));
-        let j = r.to_json();
-        assert_eq!(Record::from_json(&j[..j.len() - 3]), None);
-    }
-
-    #[test]
-    fn journal_compacts_and_replays() {
-        let dir = std::env::temp_dir().join(format!("pybootd-leases-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("l.jsonl");
-        let mut t = LeaseTable::new(ip(10), 5, &[], vec![]);
-        let (mut j, ..) = Journal::open(&path, &mut t, 0).unwrap();
-        let a = t.bind(mac(1), ip(10), 100, 0).unwrap();
-        let b = t.bind(mac(1), ip(11), 100, 0).unwrap();
-        let c = t.bind(mac(2), ip(12), 100, 0).unwrap();
-        let lines: Vec<String> = [a, b, c]
-            .iter()
-            .map(|l| Record::Lease(*l).to_json())
-            .collect();
-        j.append_durable(&lines).unwrap();
-        // A torn line at the end, as after kill -9 mid-write.
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(b"{\"mac\":\"02-00")
-            .unwrap();
-        drop(j);
-        let mut t2 = LeaseTable::new(ip(10), 5, &[], vec![]);
-        let (_, read, skipped) = Journal::open(&path, &mut t2, 0).unwrap();
-        assert_eq!((read, skipped), (3, 1));
-        assert_eq!(t2.get(&mac(1)).unwrap().ip, ip(11));
-        assert_eq!(t2.get(&mac(2)).unwrap().ip, ip(12));
-        assert_eq!(t2.owner(ip(10)), None);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.lines().count(), 2, "compacted: {text}");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn journal_compacts_at_run_time_when_it_grows() {
-        let dir = std::env::temp_dir().join(format!("pybootd-leases-rt-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("l.jsonl");
-        let mut t = LeaseTable::new(ip(10), 5, &[], vec![]);
-        let (mut j, ..) = Journal::open(&path, &mut t, 0).unwrap();
-        // One client renewing over and over.
-        let mut lines = Vec::new();
-        for now in 0..10_001u64 {
-            lines.push(Record::Lease(t.bind(mac(1), ip(10), 100, now).unwrap()).to_json());
-        }
-        j.append_durable(&lines).unwrap();
-        assert!(j.wants_compaction());
-        j.compact(&t.snapshot(10_001)).unwrap();
-        assert!(!j.wants_compaction());
-        j.append_durable(&[Record::Lease(t.bind(mac(2), ip(11), 100, 5).unwrap()).to_json()])
-            .unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.lines().count(), 2, "{text}");
-        let mut t2 = LeaseTable::new(ip(10), 5, &[], vec![]);
-        Journal::open(&path, &mut t2, 0).unwrap();
-        assert_eq!(t2.get(&mac(1)).unwrap().expires, 10_100);
-        assert_eq!(t2.get(&mac(2)).unwrap().ip, ip(11));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
