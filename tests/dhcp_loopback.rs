@@ -2,15 +2,18 @@
 //! unicast to the sender), over real sockets: DORA with PXE options and
 //! option 13 from a local root, the journal written before the ACK, leases
 //! kept across a restart, malformed datagrams dropped while others are
-//! served.
+//! served; through the `LeaseStore` trait, an ACK waits for its store
+//! (while other clients are offered) and a failing store sends none.
 
 mod common;
 mod dhcp_support;
 
+use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
 use common::Scratch;
 use dhcp_support::*;
+use pybootd::leases::{LeaseStore, LeaseTable, Leases, Loaded, Record};
 use pybootd::wire::dhcp::opt;
 
 fn ini(dir: &Scratch, extra: &str) -> String {
@@ -199,5 +202,82 @@ async fn option_13_from_an_http_root_and_a_dead_root_stalls_nobody() {
         .await
         .expect("answered while the size lookup hangs");
     assert_eq!(o.option(opt::BOOT_FILE_SIZE), None);
+    srv.shutdown().await;
+}
+
+/// A store whose `append` waits for a go from the test, then fails or
+/// succeeds as told; it reports each batch it was given.
+struct GatedStore {
+    go: Mutex<mpsc::Receiver<bool>>,
+    seen: mpsc::Sender<Vec<Record>>,
+}
+
+impl LeaseStore for GatedStore {
+    fn describe(&self) -> String {
+        "gated test store".into()
+    }
+    fn load(&mut self, _: &mut LeaseTable, _: u64) -> std::io::Result<Loaded> {
+        Ok(Loaded::default())
+    }
+    fn append(&mut self, records: &[Record]) -> std::io::Result<()> {
+        let _ = self.seen.send(records.to_vec());
+        match self.go.lock().unwrap().recv() {
+            Ok(true) => Ok(()),
+            _ => Err(std::io::Error::other("disk on fire")),
+        }
+    }
+    fn wants_compaction(&self) -> bool {
+        false
+    }
+    fn compact(&mut self, _: &[Record]) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_waits_for_its_store_and_a_failing_store_sends_none() {
+    let cfg = config(
+        "[bootp]\npool_start = 10.9.0.100\npool_count = 20\nallow_simple_dhcp = yes\n\
+         lease_file = none\n",
+    );
+    let b = cfg.bootp.clone().unwrap();
+    let table = LeaseTable::new(b.pool_start, b.pool_count, &[], vec![net().ip]);
+    let leases = Leases::new(table);
+    let (go, go_rx) = mpsc::channel();
+    let (seen_tx, seen) = mpsc::channel();
+    let store = GatedStore {
+        go: Mutex::new(go_rx),
+        seen: seen_tx,
+    };
+    let srv = Loopback::start_with(cfg, leases.clone(), Some(Box::new(store)));
+    let c = Client::new(srv.addr).await;
+    let a = plain_discover(mac(1), 0x51);
+    assert_eq!(c.ask(&a).await.expect("OFFER").yiaddr, ip(100));
+    c.send(&selecting(&a, ip(100), ip(1))).await;
+    // The store has the lease, and has not said it is durable: no ACK,
+    // while another client is still offered (the loop does not wait).
+    let batch = tokio::task::spawn_blocking(move || {
+        let b = seen.recv_timeout(Duration::from_secs(3));
+        (b, seen)
+    });
+    let (batch, seen) = batch.await.unwrap();
+    assert!(matches!(&batch.unwrap()[..], [Record::Lease(l)] if l.ip == ip(100)));
+    assert!(c.recv(0x51, Duration::from_millis(300)).await.is_none());
+    let other = plain_discover(mac(2), 0x52);
+    assert_eq!(c.ask(&other).await.expect("OFFER").yiaddr, ip(101));
+    go.send(true).unwrap();
+    let ack = c
+        .recv(0x51, Duration::from_secs(3))
+        .await
+        .expect("ACK once durable");
+    assert_eq!(msg_type(&ack), 5);
+    assert!(leases.holds(ip(100), pybootd::leases::unix_now()));
+    // A store that fails: the ACK is withheld.
+    c.send(&selecting(&other, ip(101), ip(1))).await;
+    let seen = tokio::task::spawn_blocking(move || seen.recv_timeout(Duration::from_secs(3)));
+    assert!(seen.await.unwrap().is_ok(), "the store was asked");
+    go.send(false).unwrap();
+    assert!(c.recv(0x52, Duration::from_millis(500)).await.is_none());
+    drop(go);
     srv.shutdown().await;
 }

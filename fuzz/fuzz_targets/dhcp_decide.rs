@@ -31,7 +31,7 @@ const CONFIGS: [&str; 4] = [
      [http]\nlocation = 127.0.0.1:9\npxe = /boot\ndhcp = /linux\n\
      [bootfile]\ndefault = pxelinux.0\n",
     "[bootp]\npool_start = 10.9.0.254\npool_count = 1\nallow_simple_dhcp = yes\n\
-     lease_file = none\nlease_time = 10\n",
+     lease_file = none\nlease_time = 60\n",
 ];
 
 fn configs() -> &'static Vec<Arc<Config>> {

@@ -169,13 +169,23 @@ pub struct Loopback {
 }
 
 impl Loopback {
+    /// A server over the store `lease_file` names (as `lib::run` does).
     pub fn start(config: Arc<Config>) -> Loopback {
-        let sock = pybootd::bind_udp(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let addr = sock.local_addr().unwrap();
         let bootp = config.bootp.as_ref().expect("a [bootp] section");
         let now = pybootd::leases::unix_now();
         let (leases, store) =
             pybootd::leases::open(bootp, &config.static_dhcp, net().ip, now).unwrap();
+        Loopback::start_with(config, leases, store)
+    }
+
+    /// A server over the given leases and store (a test's own store).
+    pub fn start_with(
+        config: Arc<Config>,
+        leases: pybootd::leases::Leases,
+        store: Option<Box<dyn pybootd::leases::LeaseStore>>,
+    ) -> Loopback {
+        let sock = pybootd::bind_udp(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let addr = sock.local_addr().unwrap();
         let server =
             pybootd::dhcp::server::DhcpServer::new(config, net(), sock, leases.clone(), store)
                 .unwrap();
