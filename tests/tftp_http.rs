@@ -255,6 +255,20 @@ fn http_root_ignores_proxies_and_follows_no_redirect() {
         Err(Fail::Error(0, m)) => assert_eq!(m, "Upstream HTTP 302"),
         other => panic!("a redirect: {other:?}\n{}", daemon.log_text()),
     }
+    // Sizes (DHCP option 13) follow the same policy: a HEAD, no redirect.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (ok, moved) = rt.block_on(async {
+        let root = pybootd::config::Root::Http(format!("http://127.0.0.1:{up}/boot"));
+        let timeout = Duration::from_secs(5);
+        let client = pybootd::fetch::client(timeout).unwrap();
+        let files =
+            pybootd::files::FileRoot::new(&root, Default::default(), client, timeout).unwrap();
+        (files.size("ok.bin").await, files.size("moved.bin").await)
+    });
+    assert_eq!((ok, moved), (Some(5), None));
     assert_eq!(
         trapped.load(std::sync::atomic::Ordering::SeqCst),
         0,
