@@ -1,6 +1,6 @@
 //! `[filters]` name rewriting (pure): a requested TFTP name matching a glob
 //! pattern is served from the rule's value instead. No I/O here: reading an
-//! indirection file (`[path]`) is the TFTP service's job.
+//! indirection file (`[path]`) is the file layer's job (`crate::files`).
 //!
 //! Value syntax (documented in the README, "TFTP and filters"):
 //! - plain text: the name to serve, e.g. `pxelinux.cfg/* = pxe.cfg`;

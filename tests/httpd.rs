@@ -8,8 +8,11 @@ mod dhcp_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::{pybootd_bin, Daemon, Scratch};
 use sha2::{Digest, Sha256};
@@ -266,11 +269,47 @@ fn h_without_httpd_section() {
     );
 }
 
+/// Swaps `root/sub` (a directory) with a symlink to `out` until `go` is
+/// cleared; each state lasts from one rename to the next.
+fn swap_until(root: PathBuf, out: PathBuf, go: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let (sub, held, link) = (root.join("sub"), root.join("held"), root.join("link"));
+        std::os::unix::fs::symlink(&out, &link).unwrap();
+        while go.load(Relaxed) {
+            std::fs::rename(&sub, &held).unwrap();
+            std::fs::rename(&link, &sub).unwrap();
+            std::fs::rename(&sub, &link).unwrap();
+            std::fs::rename(&held, &sub).unwrap();
+        }
+    })
+}
+
+/// Up to `count` GETs of `request` before `deadline`, stopping early once
+/// any client has seen a leak: (inside, refused, leaked).
+fn get_many(port: u16, request: &str, count: usize, deadline: Instant) -> [usize; 3] {
+    static LEAKED: AtomicBool = AtomicBool::new(false);
+    let mut seen = [0; 3];
+    for _ in 0..count {
+        if Instant::now() > deadline || LEAKED.load(Relaxed) {
+            break;
+        }
+        let (head, body) = split(&raw(port, request.as_bytes()));
+        let i = match body.as_slice() {
+            b"SECRET" => 2,
+            b"inside" if head.starts_with("HTTP/1.1 200") => 0,
+            _ => 1,
+        };
+        seen[i] += 1;
+        LEAKED.fetch_or(i == 2, Relaxed);
+    }
+    seen
+}
+
 /// A directory under the root swapped with a symlink out of it, again and
-/// again, while files under it are fetched: no GET may ever return the
+/// again, while a file under it is fetched: no GET may ever return the
 /// outside file. (A check of the path followed by a plain open loses this
-/// race; the opened file itself must be checked.) In-process, bounded in
-/// GETs and time.
+/// race; the opened file itself must be checked.) In-process; four
+/// clients, 12000 GETs at most, 20 s at most, the first leak ends it.
 #[test]
 fn symlink_swap_race_never_serves_outside() {
     let s = Scratch::new("httpd-race");
@@ -296,59 +335,26 @@ fn symlink_swap_race_never_serves_outside() {
         pybootd::httpd::HttpServer::new(&root, listener, None).unwrap()
     };
     rt.spawn(server.serve(stop.clone()));
-    let swapping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let attacker = {
-        let (root, out, swapping) = (root.clone(), out.clone(), swapping.clone());
-        std::thread::spawn(move || {
-            let (sub, held, link) = (root.join("sub"), root.join("held"), root.join("link"));
-            std::os::unix::fs::symlink(&out, &link).unwrap();
-            // Each state (a directory, a symlink out) lasts from one rename
-            // to the next.
-            while swapping.load(std::sync::atomic::Ordering::Relaxed) {
-                std::fs::rename(&sub, &held).unwrap();
-                std::fs::rename(&link, &sub).unwrap();
-                std::fs::rename(&sub, &link).unwrap();
-                std::fs::rename(&held, &sub).unwrap();
-            }
-        })
-    };
-    // Four clients at once, 12000 GETs in all, within 20 s; the first
-    // leak ends the run.
-    static LEAKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    use std::sync::atomic::Ordering::Relaxed;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let go = Arc::new(AtomicBool::new(true));
+    let attacker = swap_until(root.clone(), out.clone(), go.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
     let clients: Vec<_> = (0..4)
         .map(|_| {
             let request = request.clone();
-            std::thread::spawn(move || {
-                let (mut inside, mut refused, mut leaked) = (0, 0, 0);
-                for _ in 0..3000 {
-                    if std::time::Instant::now() > deadline || LEAKED.load(Relaxed) {
-                        break;
-                    }
-                    let (head, body) = split(&raw(port, request.as_bytes()));
-                    match body.as_slice() {
-                        b"SECRET" => {
-                            leaked += 1;
-                            LEAKED.store(true, Relaxed);
-                        }
-                        b"inside" if head.starts_with("HTTP/1.1 200") => inside += 1,
-                        _ => refused += 1,
-                    }
-                }
-                (inside, refused, leaked)
-            })
+            std::thread::spawn(move || get_many(port, &request, 3000, deadline))
         })
         .collect();
-    let (mut inside, mut refused, mut leaked) = (0, 0, 0);
+    let mut seen = [0; 3];
     for c in clients {
-        let (i, r, l) = c.join().unwrap();
-        (inside, refused, leaked) = (inside + i, refused + r, leaked + l);
+        for (t, n) in seen.iter_mut().zip(c.join().unwrap()) {
+            *t += n;
+        }
     }
-    swapping.store(false, std::sync::atomic::Ordering::Relaxed);
+    go.store(false, Relaxed);
     attacker.join().unwrap();
     stop.cancel();
     rt.shutdown_timeout(Duration::from_secs(2));
+    let [inside, refused, leaked] = seen;
     assert_eq!(
         leaked, 0,
         "served the outside file ({inside} inside, {refused} refused)"

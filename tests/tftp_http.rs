@@ -65,6 +65,10 @@ fn free_udp_port() -> u16 {
 }
 
 fn start_daemon(work: &Scratch, root_url: &str) -> (Daemon, SocketAddr) {
+    start_daemon_env(work, root_url, &[])
+}
+
+fn start_daemon_env(work: &Scratch, root_url: &str, env: &[(&str, &str)]) -> (Daemon, SocketAddr) {
     let port = free_udp_port();
     let ini = work.write(
         "pybootd.ini",
@@ -76,6 +80,7 @@ fn start_daemon(work: &Scratch, root_url: &str) -> (Daemon, SocketAddr) {
     );
     let mut cmd = Command::new(pybootd_bin());
     cmd.args(["-t", "-c"]).arg(&ini);
+    cmd.envs(env.iter().copied());
     let mut d = Daemon::spawn(cmd, work.path.join("daemon.log"));
     d.wait_log("TFTP listening", Duration::from_secs(10));
     (d, SocketAddr::from(([127, 0, 0, 1], port)))
@@ -191,4 +196,82 @@ fn http_root_memory_flat_in_file_size() {
         "peak RSS grew from {after_small} KiB to {after_huge} KiB"
     );
     assert!(after_huge < 64 * 1024, "peak RSS {after_huge} KiB");
+}
+
+/// A listener that answers each request by `answer(path)` and counts the
+/// connections it accepted.
+fn tiny_http(
+    answer: impl Fn(&str) -> String + Send + 'static,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut line = String::new();
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            let _ = r.read_line(&mut line);
+            // The rest of the head, up to the blank line.
+            let mut rest = String::new();
+            while r.read_line(&mut rest).is_ok_and(|n| n > 2) {
+                rest.clear();
+            }
+            let path = line.split(' ').nth(1).unwrap_or("").to_string();
+            let _ = c.write_all(answer(&path).as_bytes());
+        }
+    });
+    (port, hits)
+}
+
+/// The HTTP root follows the one fetch policy: no proxy from the
+/// environment (the file and its size must come from the same host), and
+/// no redirects (a mirror's 302 to a loopback address is an error for that
+/// file, never a fetch the daemon makes on a client's behalf).
+#[test]
+fn http_root_ignores_proxies_and_follows_no_redirect() {
+    let (trap, trapped) = tiny_http(|_| "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ntrap".into());
+    let (up, _) = tiny_http(move |path| {
+        match path {
+        "/boot/ok.bin" => "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello".into(),
+        _ => format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{trap}/ok.bin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    }
+    });
+    let work = Scratch::new("policy");
+    let proxy = format!("http://127.0.0.1:{trap}");
+    let env = [
+        ("HTTP_PROXY", proxy.as_str()),
+        ("http_proxy", proxy.as_str()),
+        ("ALL_PROXY", proxy.as_str()),
+    ];
+    let (daemon, addr) = start_daemon_env(&work, &format!("http://127.0.0.1:{up}/boot"), &env);
+    let got = get(addr, "ok.bin", &[]).unwrap_or_else(|e| panic!("{e:?}\n{}", daemon.log_text()));
+    assert_eq!(got.data, b"hello", "fetched through the proxy");
+    match get(addr, "moved.bin", &[]) {
+        Err(Fail::Error(0, m)) => assert_eq!(m, "Upstream HTTP 302"),
+        other => panic!("a redirect: {other:?}\n{}", daemon.log_text()),
+    }
+    // Sizes (DHCP option 13) follow the same policy: a HEAD, no redirect.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (ok, moved) = rt.block_on(async {
+        let root = pybootd::config::Root::Http(format!("http://127.0.0.1:{up}/boot"));
+        let timeout = Duration::from_secs(5);
+        let client = pybootd::fetch::client(timeout).unwrap();
+        let files =
+            pybootd::files::FileRoot::new(&root, Default::default(), client, timeout).unwrap();
+        (files.size("ok.bin").await, files.size("moved.bin").await)
+    });
+    assert_eq!((ok, moved), (Some(5), None));
+    assert_eq!(
+        trapped.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the proxy or the redirect target was contacted"
+    );
 }

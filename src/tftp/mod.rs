@@ -135,26 +135,8 @@ impl TftpServer {
                     }
                 },
             };
-            let req = match Packet::parse(&buf[..n]) {
-                Ok(Packet::Rrq(r)) => (r, false),
-                Ok(Packet::Wrq(r)) => (r, true),
-                Ok(Packet::Error { .. }) => continue,
-                Ok(other) => {
-                    tracing::debug!(%peer, "not a request on the TFTP port: {other:?}");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(%peer, "malformed TFTP request: {e}");
-                    if buf[..n.min(2)] != [0, wire::OP_ERROR as u8] {
-                        let _ = sock
-                            .send_to(
-                                &wire::error_bytes(code::ILLEGAL_OPERATION, &e.to_string()),
-                                peer,
-                            )
-                            .await;
-                    }
-                    continue;
-                }
+            let Some(req) = request_of(&sock, &buf[..n], peer).await else {
+                continue;
             };
             // A queue of waiting requests is bounded too: beyond it, a
             // request is dropped and the client's own retry comes later.
@@ -192,6 +174,29 @@ impl TftpServer {
         }
         crate::shutdown::drain(&tracker, "TFTP transfers").await;
         Ok(())
+    }
+}
+
+/// The request (and whether it is a WRQ) in a datagram to the listener;
+/// `None` for anything else, after answering a malformed one with an ERROR
+/// (but never an ERROR with an ERROR).
+async fn request_of(sock: &UdpSocket, pkt: &[u8], peer: SocketAddr) -> Option<(Request, bool)> {
+    match Packet::parse(pkt) {
+        Ok(Packet::Rrq(r)) => Some((r, false)),
+        Ok(Packet::Wrq(r)) => Some((r, true)),
+        Ok(Packet::Error { .. }) => None,
+        Ok(other) => {
+            tracing::debug!(%peer, "not a request on the TFTP port: {other:?}");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(%peer, "malformed TFTP request: {e}");
+            if pkt[..pkt.len().min(2)] != [0, wire::OP_ERROR as u8] {
+                let err = wire::error_bytes(code::ILLEGAL_OPERATION, &e.to_string());
+                let _ = sock.send_to(&err, peer).await;
+            }
+            None
+        }
     }
 }
 
