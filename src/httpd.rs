@@ -4,7 +4,7 @@
 //! (`parse_request`) is pure; names, confinement and reads are the file
 //! layer's ([`crate::files::LocalRoot`]), the same as TFTP's.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::files::{FileError, LocalRoot, Source};
-
-/// Decides whether a client address may fetch files (`check_ip`).
-pub type ClientCheck = Arc<dyn Fn(Ipv4Addr) -> bool + Send + Sync>;
+use crate::leases::Leases;
 
 /// Connections served at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -166,16 +164,17 @@ fn content_type(p: &Path) -> &'static str {
 pub struct HttpServer {
     root: LocalRoot,
     listener: TcpListener,
-    check: Option<ClientCheck>,
+    /// `check_ip`: only addresses holding a lease may fetch.
+    check: Option<Leases>,
 }
 
 impl HttpServer {
-    /// `root` must exist; `check`, when set, decides which client
-    /// addresses may fetch (`check_ip`).
+    /// `root` must exist; with `check` (`check_ip`), only addresses that
+    /// hold a lease (bound, unexpired) in that table may fetch.
     pub fn new(
         root: &Path,
         listener: std::net::TcpListener,
-        check: Option<ClientCheck>,
+        check: Option<Leases>,
     ) -> std::io::Result<Self> {
         let root = LocalRoot::new(root)
             .map_err(|e| std::io::Error::new(e.kind(), format!("[httpd] {e}")))?;
@@ -286,12 +285,7 @@ async fn send_error(stream: &mut TcpStream, r: Refusal, head_only: bool) {
     let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
 }
 
-async fn handle(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    root: &LocalRoot,
-    check: Option<&ClientCheck>,
-) {
+async fn handle(mut stream: TcpStream, peer: SocketAddr, root: &LocalRoot, check: Option<&Leases>) {
     let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
         Ok(Ok(h)) => h,
         Ok(Err(r)) => {
@@ -325,15 +319,16 @@ async fn handle(
 async fn serve_request(
     mut stream: TcpStream,
     root: &LocalRoot,
-    check: Option<&ClientCheck>,
+    check: Option<&Leases>,
     peer: SocketAddr,
     req: Request,
     head_only: bool,
 ) {
-    if let Some(check) = check {
+    if let Some(leases) = check {
+        let now = crate::leases::unix_now();
         let allowed = match peer.ip() {
-            std::net::IpAddr::V4(ip) => check(ip),
-            std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped().is_some_and(|v4| check(v4)),
+            std::net::IpAddr::V4(ip) => leases.holds(ip, now),
+            std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped().is_some_and(|v4| leases.holds(v4, now)),
         };
         if !allowed {
             tracing::info!(status = 401, "HTTP client is not one of ours (check_ip)");

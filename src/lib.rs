@@ -90,7 +90,14 @@ pub async fn run(
         })?;
         let (table, store) = leases::open(bootp, &config.static_dhcp, net.ip, leases::unix_now())?;
         leases = Some(table.clone());
-        let server = dhcp::server::DhcpServer::new(config.clone(), net, sock, table, store)?;
+        let mut server = dhcp::server::DhcpServer::new(config.clone(), net, sock, table, store)?;
+        // Option 13 sizes the boot files TFTP serves, through the same
+        // file layer; a root TFTP cannot open here (DHCP alone, the files
+        // elsewhere) means no sizes, not an error.
+        match files::FileRoot::from_config(&config) {
+            Ok(files) => server = server.with_files(files),
+            Err(e) => tracing::debug!("boot file sizes (option 13) unknown: TFTP {e}"),
+        }
         tasks.spawn(server.serve(shutdown.clone()));
     }
     if let Some(listener) = sockets.http {
@@ -99,10 +106,7 @@ pub async fn run(
         })?;
         // As upstream, check_ip applies when this daemon hands out the
         // addresses: then only clients holding a lease may fetch.
-        let check = leases.clone().filter(|_| h.check_ip).map(|l| {
-            let check: httpd::ClientCheck = Arc::new(move |ip| l.holds(ip, leases::unix_now()));
-            check
-        });
+        let check = leases.clone().filter(|_| h.check_ip);
         let server = httpd::HttpServer::new(&h.root, listener, check)?;
         tasks.spawn(server.serve(shutdown.clone()));
     }
@@ -111,7 +115,7 @@ pub async fn run(
         if let Some(l) = leases {
             // `{client_file}` filters: the file the HTTP ACL named for the
             // client holding the requesting address.
-            server = server.with_client_files(Arc::new(move |ip| l.client_file(ip)));
+            server = server.with_leases(l);
         }
         tasks.spawn(server.serve(shutdown.clone()));
     }

@@ -96,9 +96,12 @@ async fn http_acl_grants_denies_times_out_and_never_blocks_others() {
     assert_eq!(msg_type(&ack), 5);
     assert_eq!(ack.option(opt::HOST_NAME), Some(&b"boxA"[..]));
     // The File: line, for TFTP's {client_file}.
-    assert_eq!((srv.client_files)(ack.yiaddr).as_deref(), Some("boxA.cfg"));
+    assert_eq!(
+        srv.leases.client_file(ack.yiaddr).as_deref(),
+        Some("boxA.cfg")
+    );
     // An address nobody holds has no file.
-    assert_eq!((srv.client_files)(ip(99)), None);
+    assert_eq!(srv.leases.client_file(ip(99)), None);
     // 401: nothing.
     let b = ipxe_discover(mac(2), 0x22);
     c.send(&b).await;

@@ -1,5 +1,6 @@
 //! The HTTP ACL check (`[http]`): its question and answer, and one GET per
-//! question, with the configured timeout, no proxy from the environment.
+//! question, bounded by the configured timeout, with the daemon's one HTTP
+//! client policy ([`crate::fetch::client`]: no proxy, no redirects).
 //! Async, so that while one client waits for the answer every other client
 //! is still served.
 
@@ -37,13 +38,7 @@ pub struct HttpAcl {
 
 impl HttpAcl {
     pub fn new(timeout: Duration) -> Result<HttpAcl, String> {
-        let client = reqwest::Client::builder()
-            // The ACL server is local infrastructure: a proxy in the
-            // daemon's environment must not capture the query.
-            .no_proxy()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
+        let client = crate::fetch::client(timeout)
             .map_err(|e| format!("cannot build the HTTP ACL client: {e}"))?;
         Ok(HttpAcl { client, timeout })
     }
@@ -65,9 +60,8 @@ impl HttpAcl {
             let body = resp.text().await.map_err(|e| format!("{url}: {e}"))?;
             Ok(parse_body(&body))
         };
-        // The client's own timeout covers the body too; this bound is the
-        // belt to its braces.
-        match tokio::time::timeout(self.timeout + Duration::from_millis(100), fut).await {
+        // One bound for the whole exchange: connecting, the head, the body.
+        match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(a)) => a,
             Ok(Err(why)) => HttpAnswer::Denied(why),
             Err(_) => HttpAnswer::Denied(format!("{url}: no answer within {:?}", self.timeout)),

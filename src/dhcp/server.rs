@@ -29,6 +29,7 @@ use tracing::{debug, error, info, warn};
 use crate::acl::http::{HttpAcl, HttpAnswer, HttpQuery};
 use crate::config::{BootpConfig, Config, Dns};
 use crate::dhcp::{sizes, Decision, Dest, Engine, Outcome, Reply, ESSENTIAL};
+use crate::files::FileRoot;
 use crate::leases::{unix_now, LeaseStore, Leases, Record};
 use crate::netif::ServerNet;
 use crate::wire::dhcp::Packet;
@@ -48,6 +49,8 @@ pub struct DhcpServer {
     engine: Engine,
     /// Where leases are made durable; `None`: memory only.
     store: Option<Box<dyn LeaseStore>>,
+    /// The TFTP root, for boot file sizes (option 13); `None`: no sizes.
+    files: Option<FileRoot>,
 }
 
 /// A decision on its way out, with the address its request came from.
@@ -122,12 +125,28 @@ impl DhcpServer {
             socket,
             engine,
             store,
+            files: None,
         })
     }
 
-    pub async fn serve(self, shutdown: CancellationToken) -> io::Result<()> {
+    /// Sizes boot files for option 13 under this root (the TFTP root).
+    pub fn with_files(mut self, files: FileRoot) -> Self {
+        self.files = Some(files);
+        self
+    }
+
+    pub async fn serve(mut self, shutdown: CancellationToken) -> io::Result<()> {
         let tracker = TaskTracker::new();
-        let (shared, background) = self.prepare(&tracker, &shutdown)?;
+        let (config, files) = (self.config.clone(), self.files.take());
+        let (shared, background) = self.prepare()?;
+        if let Some(files) = files {
+            let engine = shared.engine.clone();
+            let sink: sizes::SizeSink = Arc::new(move |name, size| {
+                let mut e = engine.lock().unwrap_or_else(|p| p.into_inner());
+                e.set_file_size(name, size);
+            });
+            sizes::watch(&config, files, &tracker, &shutdown, sink).await;
+        }
         // A few receive loops share the socket: parsing, logging and
         // sending run in parallel; decisions are serialised by the engine
         // lock, held briefly.
@@ -149,11 +168,7 @@ impl DhcpServer {
 
     /// Everything before the loop: the socket's options, the store thread
     /// and the delivery task, the HTTP ACL client, the boot file sizes.
-    fn prepare(
-        self,
-        tracker: &TaskTracker,
-        shutdown: &CancellationToken,
-    ) -> io::Result<(Arc<Shared>, Background)> {
+    fn prepare(self) -> io::Result<(Arc<Shared>, Background)> {
         let local = self.socket.local_addr()?;
         let reply_to_sender = self.configure_socket(local);
         let out = Arc::new(Out {
@@ -174,12 +189,6 @@ impl DhcpServer {
             _ => None,
         };
         let engine = Arc::new(Mutex::new(self.engine));
-        let sizes_to = engine.clone();
-        let sink: sizes::SizeSink = Arc::new(move |name, size| {
-            let mut e = sizes_to.lock().unwrap_or_else(|p| p.into_inner());
-            e.set_file_size(name, size);
-        });
-        sizes::watch(&self.config, tracker, shutdown, sink);
         let b = &self.bootp;
         info!(%local, ifname = %self.net.ifname, server = %self.net.ip,
             pool_start = %b.pool_start, pool_count = b.pool_count, "DHCP serving");

@@ -149,6 +149,13 @@ enum Kind {
     Http(HttpRoot),
 }
 
+/// How long an HTTP root's server may take to answer, or to send each
+/// part of a body: the TFTP client's patience, `timeout` x (`retries` +
+/// 1), capped at 30 s.
+fn http_timeout(t: &crate::config::TftpConfig) -> Duration {
+    (t.timeout * (t.retries + 1)).min(Duration::from_secs(30))
+}
+
 /// A served root with its `[filters]`: what TFTP serves, and what DHCP
 /// sizes for option 13. Cheap to clone (the HTTP client is shared).
 #[derive(Clone, Debug)]
@@ -172,6 +179,21 @@ impl FileRoot {
             Root::Http(url) => Kind::Http(HttpRoot::new(url, http, timeout)),
         };
         Ok(FileRoot { kind, filters })
+    }
+
+    /// The TFTP root as `[tftp]` and `[filters]` configure it, with the one
+    /// HTTP client policy ([`crate::fetch::client`]): what TFTP serves and
+    /// what DHCP sizes for option 13.
+    pub fn from_config(config: &crate::config::Config) -> io::Result<FileRoot> {
+        let t = &config.tftp;
+        let timeout = http_timeout(t);
+        let filters = Filters::new(&config.filters);
+        FileRoot::new(&t.root, filters, crate::fetch::client(timeout)?, timeout)
+    }
+
+    /// Under a local directory (sizes are a `stat` away, not a round trip).
+    pub fn is_local(&self) -> bool {
+        matches!(self.kind, Kind::Local(_))
     }
 
     /// Whether any `[filters]` rule exists (callers skip work for `vars`).

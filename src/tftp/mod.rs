@@ -11,7 +11,7 @@ pub mod window;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,22 +23,21 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::files::FileRoot;
-use crate::filters::{Filters, Vars};
+use crate::filters::Vars;
+use crate::leases::Leases;
 use crate::wire::tftp::{self as wire, code, Mode, Packet, Request};
 use source::{AnySource, NetasciiOut, Source, TftpError};
 use transfer::{End, Link, Negotiated};
-
-/// The file the HTTP ACL named for a client (its `File:` line), by client
-/// IP: the `{client_file}` filter variable. The DHCP side installs it with
-/// [`TftpServer::with_client_files`]; until then it is unknown and rules
-/// using it are skipped.
-pub type ClientFiles = Arc<dyn Fn(Ipv4Addr) -> Option<String> + Send + Sync>;
 
 struct Shared {
     config: Arc<Config>,
     /// The root with `[filters]`: what a requested name serves.
     files: FileRoot,
-    client_files: Option<ClientFiles>,
+    /// The lease table, when this daemon hands out addresses: the
+    /// `{client_file}` filter variable is the HTTP ACL's `File:` for the
+    /// client holding the requesting address. Without it, rules using the
+    /// variable are skipped.
+    leases: Option<Leases>,
     /// Canonical upload directory, when WRQ is enabled.
     upload_dir: Option<PathBuf>,
     /// Peers with a transfer in progress, with their request's bytes and
@@ -62,9 +61,7 @@ impl TftpServer {
     /// Checks the root (a local root must exist) and the upload directory.
     pub fn new(config: Arc<Config>, socket: std::net::UdpSocket) -> io::Result<Self> {
         let t = &config.tftp;
-        let timeout = http_timeout(t);
-        let filters = Filters::new(&config.filters);
-        let files = FileRoot::new(&t.root, filters, crate::fetch::client(timeout)?, timeout)
+        let files = FileRoot::from_config(&config)
             .map_err(|e| io::Error::new(e.kind(), format!("TFTP {e}")))?;
         let upload_dir = match &t.upload_dir {
             None => None,
@@ -81,7 +78,7 @@ impl TftpServer {
             shared: Arc::new(Shared {
                 config,
                 files,
-                client_files: None,
+                leases: None,
                 upload_dir,
                 active: Mutex::new(HashMap::new()),
                 local_ip,
@@ -90,10 +87,10 @@ impl TftpServer {
         })
     }
 
-    /// Installs the `{client_file}` lookup (the HTTP ACL's `File:` names).
-    pub fn with_client_files(mut self, lookup: ClientFiles) -> Self {
+    /// Shares the DHCP side's lease table: `{client_file}` answers from it.
+    pub fn with_leases(mut self, leases: Leases) -> Self {
         if let Some(s) = Arc::get_mut(&mut self.shared) {
-            s.client_files = Some(lookup);
+            s.leases = Some(leases);
         }
         self
     }
@@ -218,13 +215,6 @@ impl Drop for ActiveGuard {
             active.remove(&self.peer);
         }
     }
-}
-
-/// How long the HTTP root's server may take to answer, or to send each
-/// part of a body: the client's patience, `timeout` x (`retries` + 1),
-/// capped at 30 s.
-fn http_timeout(t: &crate::config::TftpConfig) -> Duration {
-    (t.timeout * (t.retries + 1)).min(Duration::from_secs(30))
 }
 
 /// A fresh socket for one transfer, on the address the request came to
@@ -358,8 +348,8 @@ async fn negotiate(
 /// The source for a request: the `{client_file}` variable looked up (only
 /// when a filter could use it), then the file layer.
 async fn open(shared: &Shared, peer: SocketAddr, name: &str) -> Result<AnySource, TftpError> {
-    let client_file = match (&shared.client_files, peer.ip()) {
-        (Some(f), IpAddr::V4(ip)) if shared.files.has_filters() => f(ip),
+    let client_file = match (&shared.leases, peer.ip()) {
+        (Some(l), IpAddr::V4(ip)) if shared.files.has_filters() => l.client_file(ip),
         _ => None,
     };
     let vars = Vars {

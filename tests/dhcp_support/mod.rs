@@ -159,9 +159,6 @@ pub fn ip(last: u8) -> Ipv4Addr {
 /// unicast to the sender). Stops when dropped.
 pub struct Loopback {
     pub addr: SocketAddr,
-    /// The server's `{client_file}` lookup (HTTP ACL `File:` by address),
-    /// built from the leases handle as `lib::run` builds TFTP's.
-    pub client_files: Arc<dyn Fn(Ipv4Addr) -> Option<String> + Send + Sync>,
     /// The lease table the server decides over.
     pub leases: pybootd::leases::Leases,
     pub stop: CancellationToken,
@@ -186,16 +183,22 @@ impl Loopback {
     ) -> Loopback {
         let sock = pybootd::bind_udp(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
         let addr = sock.local_addr().unwrap();
-        let server =
-            pybootd::dhcp::server::DhcpServer::new(config, net(), sock, leases.clone(), store)
-                .unwrap();
-        let lookup = leases.clone();
-        let client_files = Arc::new(move |ip| lookup.client_file(ip));
+        let mut server = pybootd::dhcp::server::DhcpServer::new(
+            config.clone(),
+            net(),
+            sock,
+            leases.clone(),
+            store,
+        )
+        .unwrap();
+        // Option 13 from the TFTP root, as `lib::run` wires it.
+        if let Ok(files) = pybootd::files::FileRoot::from_config(&config) {
+            server = server.with_files(files);
+        }
         let stop = CancellationToken::new();
         let task = tokio::spawn(server.serve(stop.clone()));
         Loopback {
             addr,
-            client_files,
             leases,
             stop,
             task: Some(task),
