@@ -164,6 +164,14 @@ pub fn bind_tcp(addr: std::net::SocketAddrV4) -> std::io::Result<std::net::TcpLi
     Ok(s.into())
 }
 
+/// Ties the DHCP socket to the served interface (SO_BINDTODEVICE), so that
+/// its limited broadcasts (255.255.255.255) leave through that interface
+/// and not the default route: UEFI firmware hears nothing else. Needs
+/// CAP_NET_RAW: `main` calls it before the privilege drop.
+pub fn bind_device(sock: &UdpSocket, ifname: &str) -> std::io::Result<()> {
+    socket2::SockRef::from(sock).bind_device(Some(ifname.as_bytes()))
+}
+
 /// Binds a UDP socket the way the services need it: SO_BROADCAST (DHCP
 /// replies), non-blocking (for tokio). Not SO_REUSEADDR: UDP has no
 /// TIME_WAIT to skip, and on Linux it would let a second server (another

@@ -122,6 +122,17 @@ fn real_main(cli: &Cli) -> Result<()> {
     if cli.dhcp_enabled() {
         let b = config.bootp.as_ref().expect("checked above");
         let sock = pybootd::bind_udp(SocketAddrV4::new(b.address, b.port)).context("BOOTP/DHCP")?;
+        if let (67, Some(n)) = (b.port, &net) {
+            // Broadcast replies must leave through the served interface.
+            match pybootd::bind_device(&sock, &n.ifname) {
+                Ok(()) => {
+                    tracing::info!(ifname = %n.ifname, "DHCP socket bound to the served interface")
+                }
+                Err(e) => {
+                    tracing::warn!(ifname = %n.ifname, "cannot bind the DHCP socket to its interface ({e}): broadcast replies follow the routing table")
+                }
+            }
+        }
         bound.push(("BOOTP/DHCP", sock.local_addr()?));
         sockets.dhcp = Some(sock);
     }

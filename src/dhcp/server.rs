@@ -211,17 +211,11 @@ impl DhcpServer {
             warn!(address = %b.address, "bound to one address: broadcast DISCOVERs from clients without an address never reach it (use address = 0.0.0.0)");
         }
         let sock = socket2::SockRef::from(&self.socket);
+        // On port 67 the socket is bound to the served interface by `main`
+        // (`crate::bind_device`, before root is dropped), so that broadcast
+        // replies leave through it; elsewhere (tests) replies go to the
+        // sender.
         let reply_to_sender = local.port() != 67;
-        if !reply_to_sender {
-            // Broadcast replies must leave through the served interface.
-            let ifname = &self.net.ifname;
-            match sock.bind_device(Some(ifname.as_bytes())) {
-                Ok(()) => info!(%ifname, "DHCP socket bound to the served interface"),
-                Err(e) => {
-                    warn!(%ifname, "cannot bind the DHCP socket to its interface ({e}): broadcast replies follow the routing table")
-                }
-            }
-        }
         // Room for bursts (hundreds of clients booting at once); the
         // kernel caps it at net.core.rmem_max.
         let _ = sock.set_recv_buffer_size(4 << 20);
