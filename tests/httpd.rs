@@ -17,14 +17,6 @@ use std::time::{Duration, Instant};
 use common::{pybootd_bin, Daemon, Scratch};
 use sha2::{Digest, Sha256};
 
-fn free_udp() -> u16 {
-    common::free_port()
-}
-
-fn free_tcp() -> u16 {
-    common::free_port()
-}
-
 /// Sends a raw request, returns the whole response.
 fn raw(port: u16, req: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -58,12 +50,9 @@ fn start(check_ip: bool, with_dhcp: bool) -> Server {
     let s = Scratch::new("httpd");
     let root = s.path.join("www");
     std::fs::create_dir_all(root.join("sub")).unwrap();
-    let port = free_tcp();
-    let dhcp_port = free_udp();
+    // Port 0 everywhere: the log names the ports the kernel chose.
     let cfg = format!(
-        "[bootp]\naddress = 127.0.0.1\nport = {}\npool_start = 127.0.0.10\npool_count = 5\nallow_simple_dhcp = yes\nlease_file = none\n\n[static_dhcp]\n52-54-00-00-00-01 = 127.0.0.40\n\n[tftp]\naddress = 127.0.0.1\nport = {}\n\n[httpd]\naddress = 127.0.0.1\nport = {port}\nroot = {}\ncheck_ip = {}\n",
-        dhcp_port,
-        free_udp(),
+        "[bootp]\naddress = 127.0.0.1\nport = 0\npool_start = 127.0.0.10\npool_count = 5\nallow_simple_dhcp = yes\nlease_file = none\n\n[static_dhcp]\n52-54-00-00-00-01 = 127.0.0.40\n\n[tftp]\naddress = 127.0.0.1\nport = 0\n\n[httpd]\naddress = 127.0.0.1\nport = 0\nroot = {}\ncheck_ip = {}\n",
         root.display(),
         if check_ip { "yes" } else { "no" }
     );
@@ -75,10 +64,15 @@ fn start(check_ip: bool, with_dhcp: bool) -> Server {
     }
     cmd.arg("-c").arg(&p);
     let mut daemon = Daemon::spawn(cmd, s.path.join("log"));
+    let http = daemon.bound("HTTP");
+    assert_eq!(http.ip(), std::net::Ipv4Addr::LOCALHOST);
+    let port = http.port();
+    let dhcp_port = if with_dhcp {
+        daemon.bound("BOOTP/DHCP").port()
+    } else {
+        0
+    };
     daemon.wait_log("pybootd running", Duration::from_secs(10));
-    assert!(daemon
-        .log_text()
-        .contains(&format!("HTTP listening addr=127.0.0.1:{port}")));
     Server {
         root,
         port,

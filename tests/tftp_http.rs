@@ -6,7 +6,7 @@
 mod common;
 mod tftp_support;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,26 +22,26 @@ struct HttpServer {
 impl HttpServer {
     fn start(dir: &std::path::Path) -> HttpServer {
         need_program("python3");
-        let port = free_tcp_port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
+        // Port 0: the server prints the port the kernel chose.
+        const SERVE: &str = "import functools, http.server, sys\n\
+            h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n\
+            s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), h)\n\
+            print(s.server_address[1], flush=True)\n\
+            s.serve_forever()\n";
+        let mut child = Command::new("python3")
+            .args(["-c", SERVE])
             .arg(dir)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let end = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < end, "http.server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let port = line.trim().parse().expect("python prints its port");
         HttpServer { child, port }
     }
     fn kill(&mut self) {
@@ -56,24 +56,15 @@ impl Drop for HttpServer {
     }
 }
 
-fn free_tcp_port() -> u16 {
-    common::free_port()
-}
-
-fn free_udp_port() -> u16 {
-    common::free_port()
-}
-
 fn start_daemon(work: &Scratch, root_url: &str) -> (Daemon, SocketAddr) {
     start_daemon_env(work, root_url, &[])
 }
 
 fn start_daemon_env(work: &Scratch, root_url: &str, env: &[(&str, &str)]) -> (Daemon, SocketAddr) {
-    let port = free_udp_port();
     let ini = work.write(
         "pybootd.ini",
         format!(
-            "[logger]\nlevel = info\n[tftp]\naddress = 127.0.0.1\nport = {port}\nroot = {root_url}\n\
+            "[logger]\nlevel = info\n[tftp]\naddress = 127.0.0.1\nport = 0\nroot = {root_url}\n\
              timeout = 0.5\nretries = 4\nmax_windowsize = 16\n"
         )
         .as_bytes(),
@@ -82,8 +73,8 @@ fn start_daemon_env(work: &Scratch, root_url: &str, env: &[(&str, &str)]) -> (Da
     cmd.args(["-t", "-c"]).arg(&ini);
     cmd.envs(env.iter().copied());
     let mut d = Daemon::spawn(cmd, work.path.join("daemon.log"));
-    d.wait_log("TFTP listening", Duration::from_secs(10));
-    (d, SocketAddr::from(([127, 0, 0, 1], port)))
+    let addr = d.bound("TFTP");
+    (d, addr)
 }
 
 fn vm_hwm_kib(pid: u32) -> u64 {

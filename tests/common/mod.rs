@@ -18,27 +18,6 @@ pub fn unique(tag: &str) -> String {
     format!("{tag}{}x{n}", std::process::id() % 10000)
 }
 
-/// A 127.0.0.1 port free for both UDP and TCP right now, below the
-/// kernel's ephemeral range (32768-60999): a port the kernel handed out for
-/// bind(0) could be taken again, before the daemon binds it, as the source
-/// port of some test's outgoing connection. Spread by process id and a
-/// counter, so parallel tests and test binaries do not pick the same one.
-pub fn free_port() -> u16 {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let pid = std::process::id();
-    for _ in 0..2000 {
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let port =
-            20000 + ((pid.wrapping_mul(7919).wrapping_add(n.wrapping_mul(104_729))) % 12000) as u16;
-        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
-        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
-        if udp.is_ok() && tcp.is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in 20000-31999 on 127.0.0.1");
-}
-
 /// Root-only tests call this first. Not root: the test fails, telling how
 /// to run it, unless PYBOOTD_NO_ROOT_TESTS=1 says to skip these tests (it
 /// then prints that it skipped, loudly). CI runs as root and never sets it.
