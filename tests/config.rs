@@ -293,7 +293,7 @@ fn parser_matches_python_configparser() {
 /// (fixture, message after "<path>")
 const BAD: &[(&str, &str)] = &[
     ("unknown-key.ini", ":3: [bootp] pool_cont: unknown key (known keys: address, port, pool_start, pool_count, lease_time, access, allow_simple_dhcp, boot_file, domain, servername, server_name, dns, gateway, set_gateway, netmask, notify, timeout, lease_file)"),
-    ("unknown-section.ini", ":4: [tftpx]: unknown section (known sections: logger, bootp, bootpd, bootfile, tftp, tftpd, httpd, filters, mac, uuid, http, static_dhcp, buggy_clients)"),
+    ("unknown-section.ini", ":4: [tftpx]: unknown section (known sections: logger, daemon, bootp, bootpd, bootfile, tftp, tftpd, httpd, filters, mac, uuid, http, static_dhcp, buggy_clients)"),
     ("bad-ip.ini", ":3: [bootp] pool_start: '10.0.0.256' is not an IPv4 address"),
     ("bad-ip-static.ini", ":5: [static_dhcp] 00-11-22-33-44-55: '127.0.0' is not an IPv4 address"),
     ("bad-mac-acl.ini", ":7: [mac] 00-11-22-33-44: '00-11-22-33-44' is not a MAC address or mask (AA-BB-CC-DD-EE-FF, AA-BB-CC/24) (a partial value needs /prefix)"),
@@ -310,6 +310,8 @@ const BAD: &[(&str, &str)] = &[
     ("key-before-section.ini", ":1: 'pool_start = 127.0.0.10' comes before any [section] header"),
     ("duplicate-key.ini", ":3: [bootp] pool_start appears twice (first at line 2)"),
     ("bad-dns.ini", ":3: [bootp] dns: '8.8.4' is not an IPv4 address"),
+    ("daemon-group-without-user.ini", ":2: [daemon] group: group without user: name the user too"),
+    ("daemon-empty-user.ini", ":5: [daemon] user: empty: name an account, or remove the key"),
     ("bad-timeout.ini", ":2: [tftp] timeout: -1 seconds is out of range (0, 3600]"),
     ("logger-file-missing.ini", ": [logger] file: type = file needs a file = PATH"),
     ("bad-logger-type.ini", ":2: [logger] type: 'journald' is not a logger type (stderr, stdout, file, syslog, none)"),

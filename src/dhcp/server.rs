@@ -2,9 +2,9 @@
 //! reply, notify. The only DHCP code that does I/O (with `sizes.rs`).
 //!
 //! Replies: to the relay (`giaddr`:67) when relayed, to `ciaddr`:68 when
-//! the client has an address, else to 255.255.255.255:68. The socket is
-//! bound to the serving interface with SO_BINDTODEVICE when the server runs
-//! on port 67, so the limited broadcast leaves through that interface and
+//! the client has an address, else to 255.255.255.255:68. On port 67 `main`
+//! binds the socket to the serving interface (SO_BINDTODEVICE, before root
+//! is dropped), so the limited broadcast leaves through that interface and
 //! not the default route (UEFI firmware hears nothing else); a server on
 //! another port (tests on 127.0.0.1:0) answers the sender's address:port.
 //!
