@@ -48,6 +48,46 @@ fn served_net(config: &Config) -> Result<Option<ServerNet>> {
 
 fn real_main(cli: &Cli) -> Result<()> {
     let config = Config::load(&cli.config)?;
+    check_services(cli, &config)?;
+    let (net, net_note) = find_net(cli, &config)?;
+    let tftp_ip = config
+        .tftp
+        .address
+        .or(net.as_ref().map(|n| n.ip))
+        .unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let http_ip = config
+        .httpd
+        .as_ref()
+        .and_then(|h| h.address)
+        .or(net.as_ref().map(|n| n.ip))
+        .unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let identity = pybootd::privdrop::resolve(&config.daemon)
+        .map_err(|(key, m)| anyhow::anyhow!("{}: [daemon] {key}: {m}", config.path.display()))?;
+    if cli.check {
+        print_check(cli, &config, net.as_ref(), tftp_ip, http_ip);
+        match &identity {
+            Some(id) => println!("daemon: runs as {id} once its sockets are bound"),
+            None => println!("daemon: runs as the user who started it (no [daemon] user)"),
+        }
+        return Ok(());
+    }
+
+    pybootd::logging::init(&config.logger, cli.debug)
+        .map_err(|m| anyhow::anyhow!("{}: {m}", config.path.display()))?;
+    let sockets = bind_all(cli, &config, net.as_ref(), tftp_ip, http_ip)?;
+    if let Some(note) = net_note {
+        tracing::info!("no served network, listening on 0.0.0.0 where no address is set: {note}");
+    }
+    if let Some(n) = &net {
+        tracing::debug!(ifname = %n.ifname, ifindex = n.ifindex, ip = %n.ip,
+            netmask = %n.netmask, "served network");
+    }
+    become_service_user(&config, identity.as_ref())?;
+    serve(Arc::new(config), net, sockets)
+}
+
+/// What the command line asks for must exist in the config.
+fn check_services(cli: &Cli, config: &Config) -> Result<()> {
     if cli.http {
         let Some(h) = &config.httpd else {
             anyhow::bail!(
@@ -69,60 +109,41 @@ fn real_main(cli: &Cli) -> Result<()> {
             config.path.display()
         );
     }
+    Ok(())
+}
+
+/// The served network when something needs it, and (TFTP or HTTP without
+/// DHCP) why it is unknown, to log once logging is up.
+fn find_net(cli: &Cli, config: &Config) -> Result<(Option<ServerNet>, Option<String>)> {
     let needs_net = cli.dhcp_enabled()
         || config.tftp.address.is_none()
         || (cli.http && config.httpd.as_ref().is_some_and(|h| h.address.is_none()));
-    // Why the served network is unknown when TFTP/HTTP run without DHCP
-    // (logged once logging is up).
-    let mut net_note = None;
-    let net = if needs_net {
-        match served_net(&config) {
-            Ok(n) => n,
-            Err(e) if !cli.dhcp_enabled() => {
-                // TFTP alone can listen on 0.0.0.0.
-                net_note = Some(format!("{e:#}"));
-                None
-            }
-            Err(e) => return Err(e),
-        }
-    } else {
-        None
-    };
-    let tftp_ip = config
-        .tftp
-        .address
-        .or(net.as_ref().map(|n| n.ip))
-        .unwrap_or(Ipv4Addr::UNSPECIFIED);
-
-    let http_ip = config
-        .httpd
-        .as_ref()
-        .and_then(|h| h.address)
-        .or(net.as_ref().map(|n| n.ip))
-        .unwrap_or(Ipv4Addr::UNSPECIFIED);
-
-    let identity = pybootd::privdrop::resolve(&config.daemon)
-        .map_err(|(key, m)| anyhow::anyhow!("{}: [daemon] {key}: {m}", config.path.display()))?;
-    if cli.check {
-        print_check(cli, &config, net.as_ref(), tftp_ip, http_ip);
-        match &identity {
-            Some(id) => println!("daemon: runs as {id} once its sockets are bound"),
-            None => println!("daemon: runs as the user who started it (no [daemon] user)"),
-        }
-        return Ok(());
+    if !needs_net {
+        return Ok((None, None));
     }
+    match served_net(config) {
+        Ok(n) => Ok((n, None)),
+        // TFTP alone can listen on 0.0.0.0.
+        Err(e) if !cli.dhcp_enabled() => Ok((None, Some(format!("{e:#}")))),
+        Err(e) => Err(e),
+    }
+}
 
-    pybootd::logging::init(&config.logger, cli.debug)
-        .map_err(|m| anyhow::anyhow!("{}: {m}", config.path.display()))?;
-
-    // Bind everything before anything runs: a port in use or a missing
-    // privilege is one clear error, not a half-started daemon.
+/// Binds every socket before anything runs (a port in use or a missing
+/// privilege is one clear error, not a half-started daemon), ties DHCP's
+/// to the served interface, and logs each bound address.
+fn bind_all(
+    cli: &Cli,
+    config: &Config,
+    net: Option<&ServerNet>,
+    tftp_ip: Ipv4Addr,
+    http_ip: Ipv4Addr,
+) -> Result<Sockets> {
     let mut sockets = Sockets::default();
     let mut bound = Vec::new();
-    if cli.dhcp_enabled() {
-        let b = config.bootp.as_ref().expect("checked above");
+    if let (true, Some(b)) = (cli.dhcp_enabled(), &config.bootp) {
         let sock = pybootd::bind_udp(SocketAddrV4::new(b.address, b.port)).context("BOOTP/DHCP")?;
-        if let (67, Some(n)) = (b.port, &net) {
+        if let (67, Some(n)) = (b.port, net) {
             // Broadcast replies must leave through the served interface.
             match pybootd::bind_device(&sock, &n.ifname) {
                 Ok(()) => {
@@ -142,45 +163,33 @@ fn real_main(cli: &Cli) -> Result<()> {
         bound.push(("TFTP", sock.local_addr()?));
         sockets.tftp = Some(sock);
     }
-    if cli.http {
-        let h = config.httpd.as_ref().expect("checked above");
+    if let (true, Some(h)) = (cli.http, &config.httpd) {
         let listener = pybootd::bind_tcp(SocketAddrV4::new(http_ip, h.port)).context("HTTP")?;
         bound.push(("HTTP", listener.local_addr()?));
         sockets.http = Some(listener);
-    }
-    if let Some(note) = net_note {
-        tracing::info!("no served network, listening on 0.0.0.0 where no address is set: {note}");
-    }
-    if let Some(n) = &net {
-        tracing::debug!(
-            ifname = %n.ifname,
-            ifindex = n.ifindex,
-            ip = %n.ip,
-            netmask = %n.netmask,
-            "served network"
-        );
     }
     // The address the kernel bound (port 0 in the config: any free port),
     // in the message itself so that a script or test can read it back.
     for (service, addr) in bound {
         tracing::info!("{service} listening on {addr}");
     }
-    become_service_user(&config, identity.as_ref())?;
+    Ok(sockets)
+}
 
+/// Runs the services on a runtime sized to the machine until SIGINT or
+/// SIGTERM, then gives them the grace period to end.
+fn serve(config: Arc<Config>, net: Option<ServerNet>, sockets: Sockets) -> Result<()> {
     // One CPU to run on (a small VM, or pinned with taskset): a
     // current-thread runtime, without the work-stealing scheduler's
     // bookkeeping and cross-thread wake-ups; more: one worker per CPU.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let one_cpu = cpus == 1;
-    tracing::info!(
-        cpus,
-        flavor = if one_cpu {
-            "current-thread"
-        } else {
-            "multi-thread"
-        },
-        "async runtime"
-    );
+    let flavor = if one_cpu {
+        "current-thread"
+    } else {
+        "multi-thread"
+    };
+    tracing::info!(cpus, flavor, "async runtime");
     let rt = if one_cpu {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -190,21 +199,8 @@ fn real_main(cli: &Cli) -> Result<()> {
     .build()
     .context("cannot start the async runtime")?;
     let shutdown = CancellationToken::new();
-    let config = Arc::new(config);
     rt.block_on(async {
-        // Handlers first, so that a signal sent as soon as "running" shows
-        // is a graceful stop, not the default kill.
-        let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let name = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            };
-            tracing::info!(signal = name, "shutting down");
-            stop.cancel();
-        });
+        catch_signals(&shutdown)?;
         tracing::info!(pid = std::process::id(), "pybootd running");
         // Bounded stop: once cancelled, services get the grace period (and
         // a second) to end; then whatever still runs is abandoned.
@@ -225,7 +221,23 @@ fn real_main(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
-/// `--check`: what would be served, for the operator's dry run.
+/// SIGTERM and SIGINT cancel `shutdown`. Installed before "running" shows,
+/// so a signal sent as soon as it does is a graceful stop, not a kill.
+fn catch_signals(shutdown: &CancellationToken) -> Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutting down");
+        stop.cancel();
+    });
+    Ok(())
+}
+
 /// Once every socket is bound: more open files allowed, then the drop to
 /// `[daemon] user` (refusing to serve when it fails), or a warning when
 /// root keeps running without one.
@@ -263,6 +275,7 @@ fn become_service_user(
     Ok(())
 }
 
+/// `--check`: what would be served, for the operator's dry run.
 fn print_check(
     cli: &Cli,
     config: &Config,
@@ -271,79 +284,11 @@ fn print_check(
     http_ip: Ipv4Addr,
 ) {
     println!("config: {} (valid)", config.path.display());
-    if cli.dhcp_enabled() {
-        let b = config.bootp.as_ref().expect("checked");
-        let n = net.expect("DHCP needs the served network");
-        let last = Ipv4Addr::from(u32::from(b.pool_start) + b.pool_count.saturating_sub(1));
-        println!(
-            "dhcp: listen {}:{} on {} (server {} netmask {})",
-            b.address, b.port, n.ifname, n.ip, n.netmask
-        );
-        println!(
-            "dhcp: pool {}..{} ({} addresses), {} static, lease {} s, access {}, simple DHCP {}",
-            b.pool_start,
-            last,
-            b.pool_count,
-            config.static_dhcp.len(),
-            b.lease_time,
-            b.access,
-            if b.allow_simple_dhcp {
-                "served"
-            } else {
-                "ignored"
-            }
-        );
-        let dns = match &b.dns {
-            Dns::Auto => "auto (resolv.conf)".to_string(),
-            Dns::List(l) => l
-                .iter()
-                .map(|i| i.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        };
-        println!("dhcp: gateway {}, dns [{dns}]", b.gateway.unwrap_or(n.ip));
-        match &b.lease_file {
-            Some(p) => println!("dhcp: leases journaled to {}", p.display()),
-            None => println!("dhcp: leases in memory only (lease_file = none)"),
-        }
-        println!(
-            "boot files: default {}",
-            config.boot_file_for(None).unwrap_or("(none)")
-        );
-        for (arch, f) in &config.bootfile.by_arch {
-            println!("boot files: arch {arch:05} -> {f}");
-        }
+    if let (true, Some(b), Some(n)) = (cli.dhcp_enabled(), &config.bootp, net) {
+        print_check_dhcp(config, b, n);
     }
     if cli.tftp_enabled() {
-        let t = &config.tftp;
-        let root = match &t.root {
-            Root::Local(p) => format!("{} (local)", p.display()),
-            Root::Http(u) => format!("{u} (HTTP)"),
-        };
-        println!("tftp: listen {tftp_ip}:{}, root {root}", t.port);
-        if let Root::Local(p) = &t.root {
-            if !p.is_dir() {
-                println!(
-                    "tftp: warning: root {} is not a directory (yet)",
-                    p.display()
-                );
-            }
-        }
-        match &t.upload_dir {
-            Some(d) => println!(
-                "tftp: uploads to {} (max {} bytes)",
-                d.display(),
-                t.upload_max
-            ),
-            None => println!("tftp: uploads refused (no upload_dir)"),
-        }
-        println!(
-            "tftp: blksize {} (max {}), timeout {:?} x {} retries, {} transfers at once",
-            t.blocksize, t.max_blocksize, t.timeout, t.retries, t.max_transfers
-        );
-        for f in &config.filters {
-            println!("tftp: filter {} -> {}", f.pattern, f.value);
-        }
+        print_check_tftp(config, tftp_ip);
     }
     if let (true, Some(h)) = (cli.http, &config.httpd) {
         println!(
@@ -362,5 +307,81 @@ fn print_check(
                 h.root.display()
             );
         }
+    }
+}
+
+/// `--check`'s DHCP lines: where it listens, the pool, the boot files.
+fn print_check_dhcp(config: &Config, b: &pybootd::config::BootpConfig, n: &ServerNet) {
+    let last = Ipv4Addr::from(u32::from(b.pool_start) + b.pool_count.saturating_sub(1));
+    println!(
+        "dhcp: listen {}:{} on {} (server {} netmask {})",
+        b.address, b.port, n.ifname, n.ip, n.netmask
+    );
+    println!(
+        "dhcp: pool {}..{} ({} addresses), {} static, lease {} s, access {}, simple DHCP {}",
+        b.pool_start,
+        last,
+        b.pool_count,
+        config.static_dhcp.len(),
+        b.lease_time,
+        b.access,
+        if b.allow_simple_dhcp {
+            "served"
+        } else {
+            "ignored"
+        }
+    );
+    let dns = match &b.dns {
+        Dns::Auto => "auto (resolv.conf)".to_string(),
+        Dns::List(l) => l
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    println!("dhcp: gateway {}, dns [{dns}]", b.gateway.unwrap_or(n.ip));
+    match &b.lease_file {
+        Some(p) => println!("dhcp: leases journaled to {}", p.display()),
+        None => println!("dhcp: leases in memory only (lease_file = none)"),
+    }
+    println!(
+        "boot files: default {}",
+        config.boot_file_for(None).unwrap_or("(none)")
+    );
+    for (arch, f) in &config.bootfile.by_arch {
+        println!("boot files: arch {arch:05} -> {f}");
+    }
+}
+
+/// `--check`'s TFTP lines: where it listens, the root, uploads, filters.
+fn print_check_tftp(config: &Config, tftp_ip: Ipv4Addr) {
+    let t = &config.tftp;
+    let root = match &t.root {
+        Root::Local(p) => format!("{} (local)", p.display()),
+        Root::Http(u) => format!("{u} (HTTP)"),
+    };
+    println!("tftp: listen {tftp_ip}:{}, root {root}", t.port);
+    if let Root::Local(p) = &t.root {
+        if !p.is_dir() {
+            println!(
+                "tftp: warning: root {} is not a directory (yet)",
+                p.display()
+            );
+        }
+    }
+    match &t.upload_dir {
+        Some(d) => println!(
+            "tftp: uploads to {} (max {} bytes)",
+            d.display(),
+            t.upload_max
+        ),
+        None => println!("tftp: uploads refused (no upload_dir)"),
+    }
+    println!(
+        "tftp: blksize {} (max {}), timeout {:?} x {} retries, {} transfers at once",
+        t.blocksize, t.max_blocksize, t.timeout, t.retries, t.max_transfers
+    );
+    for f in &config.filters {
+        println!("tftp: filter {} -> {}", f.pattern, f.value);
     }
 }
