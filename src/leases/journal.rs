@@ -1,14 +1,17 @@
 //! The JSON-lines journal, the first [`LeaseStore`]: one record a line,
 //! appended and fdatasynced per batch, compacted at load and when it has
 //! grown well past the live table (temp file, fsync, rename, fsync of the
-//! directory: a crash leaves the old file or the new one).
+//! directory: a crash leaves the old file or the new one; the old one is
+//! kept as `<file>.bak`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{Lease, LeaseState, LeaseStore, LeaseTable, Loaded, Record};
+use crate::logging::Untrusted;
 use crate::wire::MacAddr;
 
 impl Record {
@@ -33,12 +36,17 @@ impl Record {
     }
 
     /// Reads one line written by [`Record::to_json`]; `None` for anything
-    /// else (a torn last line after a crash, say).
+    /// else: a torn line, garbage, or two records glued together by a
+    /// write cut short (the line must be exactly one record, as written).
     pub fn from_json(line: &str) -> Option<Record> {
         let line = line.trim();
-        if !line.starts_with('{') || !line.ends_with('}') {
-            return None;
-        }
+        let record = Record::fields(line)?;
+        (record.to_json() == line).then_some(record)
+    }
+
+    /// The values of the fields `to_json` writes, wherever they are in
+    /// `line` (lenient: [`Record::from_json`] checks the whole line).
+    fn fields(line: &str) -> Option<Record> {
         let field = |name: &str| -> Option<&str> {
             let key = format!("\"{name}\":");
             let at = line.find(&key)? + key.len();
@@ -67,11 +75,32 @@ impl Record {
     }
 }
 
+/// Unreadable lines warned about one by one at load; past this, a count.
+const WARN_LINES: usize = 10;
+
+/// What [`Journal::replay`] found besides the records.
+#[derive(Default)]
+struct Scan {
+    loaded: Loaded,
+    /// Bytes up to the end of the last complete line (what is kept when
+    /// the file is appended to as it is).
+    complete: u64,
+    /// Unreadable complete lines (a torn last line excepted), and the
+    /// first few as (line number, text).
+    bad: usize,
+    first_bad: Vec<(usize, String)>,
+}
+
 /// The append-only journal file.
 pub struct Journal {
     path: PathBuf,
     /// Open for appending once [`LeaseStore::load`] has run.
     file: Option<File>,
+    /// The file's length after the last durable append: a failed write is
+    /// cut back to it, so no partial line is left for the next to glue to.
+    good_len: u64,
+    /// A cut back failed: retried before the next append.
+    dirty: bool,
     /// Records written since the last compaction, and how many the
     /// compacted copy held: past 4x (and 10,000), it is compacted again.
     appended: usize,
@@ -84,6 +113,8 @@ impl Journal {
         Journal {
             path: path.to_path_buf(),
             file: None,
+            good_len: 0,
+            dirty: false,
             appended: 0,
             compacted: 0,
         }
@@ -105,46 +136,164 @@ impl Journal {
             .unwrap_or(Path::new("."))
     }
 
-    /// Applies every readable line of the file (if any) to `table`.
-    /// Bytes, not text: a crash may leave any garbage at the end.
-    fn replay(&self, table: &mut LeaseTable) -> io::Result<Loaded> {
-        let mut loaded = Loaded::default();
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(loaded),
-            Err(e) => return Err(self.err(e, "cannot read")),
-        };
-        for line in bytes.split(|b| *b == b'\n') {
-            let line = String::from_utf8_lossy(line);
-            if line.trim().is_empty() {
-                continue;
-            }
-            match Record::from_json(&line) {
-                Some(r) => {
-                    table.apply(&r);
-                    loaded.records += 1;
-                }
-                None => loaded.skipped += 1,
-            }
-        }
-        Ok(loaded)
+    /// `<file>` with `suffix` appended to its name.
+    fn sibling(&self, suffix: &str) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(suffix);
+        PathBuf::from(name)
     }
 
-    /// Writes `records` to a temp file, fsyncs it, renames it over the
-    /// journal, fsyncs the directory, and opens the result for appending.
-    fn write_compacted(&self, records: &[Record]) -> io::Result<File> {
-        let tmp = self.path.with_extension("jsonl.tmp");
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(lines(records).as_bytes())?;
-            f.sync_all()?;
+    fn tmp_path(&self) -> PathBuf {
+        self.path.with_extension("jsonl.tmp")
+    }
+
+    /// Applies every readable line of the file (if any) to `table`.
+    /// Bytes, not text: a crash may leave any garbage at the end. A last
+    /// line without its newline is a write torn by a crash (never ACKed:
+    /// the ACKs wait for the whole batch to be synced): skipped, counted.
+    fn replay(&self, table: &mut LeaseTable) -> io::Result<Scan> {
+        let mut scan = Scan::default();
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(scan),
+            Err(e) => return Err(self.err(e, "cannot read")),
+        };
+        scan.complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) as u64;
+        let pieces: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+        for (i, piece) in pieces.iter().enumerate() {
+            let line = String::from_utf8_lossy(piece);
+            let text = line.trim();
+            if text.is_empty() {
+                continue;
+            }
+            let complete = i + 1 < pieces.len();
+            match Record::from_json(text).filter(|_| complete) {
+                Some(r) => {
+                    table.apply(&r);
+                    scan.loaded.records += 1;
+                }
+                None => scan.unreadable(i + 1, text, complete),
+            }
         }
-        std::fs::rename(&tmp, &self.path)?;
+        Ok(scan)
+    }
+
+    /// Refuses a file that is not a lease journal: unreadable lines (a
+    /// torn last line excepted) at least as many as the records, so that a
+    /// `lease_file` naming some other file is not compacted to nothing.
+    /// Otherwise warns about each unreadable line (the first few).
+    fn judge(&self, scan: &Scan) -> io::Result<()> {
+        let file = self.path.display();
+        if scan.bad > 0 && scan.bad >= scan.loaded.records {
+            let (n, text) = &scan.first_bad[0];
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "lease file {file} is not a lease journal ({} unreadable lines, {} records; \
+                     line {n}: {}): left as it is; point lease_file at a journal or remove the file",
+                    scan.bad,
+                    scan.loaded.records,
+                    Untrusted(text)
+                ),
+            ));
+        }
+        for (n, text) in &scan.first_bad {
+            tracing::warn!(%file, line = n, text = %Untrusted(text), "unreadable lease record skipped");
+        }
+        if scan.bad > scan.first_bad.len() {
+            let more = scan.bad - scan.first_bad.len();
+            tracing::warn!(%file, more, "more unreadable lease records skipped");
+        }
+        Ok(())
+    }
+
+    /// Writes `records` to a fresh temp file, fsyncs it, keeps the journal
+    /// as `<file>.bak`, renames the temp file over the journal, fsyncs the
+    /// directory, and opens the result for appending (with its length).
+    fn write_compacted(&self, records: &[Record]) -> io::Result<(File, u64)> {
+        let tmp = self.tmp_path();
+        let text = lines(records);
+        let written = create_new(&tmp).and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            // A full disk: the partial copy would only take more space.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        self.backup();
+        if let Err(e) = std::fs::rename(&tmp, &self.path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
         if let Ok(d) = File::open(self.dir()) {
             let _ = d.sync_all();
         }
-        OpenOptions::new().append(true).open(&self.path)
+        let file = OpenOptions::new().append(true).open(&self.path)?;
+        Ok((file, text.len() as u64))
     }
+
+    /// Keeps the journal about to be replaced as `<file>.bak`: a hard
+    /// link, which takes no space (a nearly full disk still compacts).
+    fn backup(&self) {
+        let bak = self.sibling(".bak");
+        match std::fs::remove_file(&bak) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return tracing::warn!(file = %bak.display(), "no journal backup: {e}"),
+        }
+        match std::fs::hard_link(&self.path, &bak) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(file = %bak.display(), "no journal backup: {e}"),
+        }
+    }
+
+    /// The journal as it is, for appending (when no compacted copy can be
+    /// written): a torn last line is cut off first, else the next record
+    /// would be glued to it.
+    fn reopen(&self, complete: u64) -> io::Result<(File, u64)> {
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)?;
+        if file.metadata()?.len() > complete {
+            file.set_len(complete)?;
+            file.sync_data()?;
+        }
+        Ok((file, complete))
+    }
+}
+
+impl Scan {
+    fn unreadable(&mut self, number: usize, text: &str, complete: bool) {
+        self.loaded.skipped += 1;
+        // A crash tears the last line of a record, which starts as one.
+        if !complete && text.starts_with('{') {
+            return;
+        }
+        self.bad += 1;
+        if self.first_bad.len() < WARN_LINES {
+            self.first_bad.push((number, text.to_string()));
+        }
+    }
+}
+
+/// A new file at `path`, never through a symlink or over an existing file
+/// (`O_EXCL|O_NOFOLLOW`); a stale one (a crash mid-compaction) is removed
+/// first: unlink removes a symlink itself, not what it points at.
+fn create_new(path: &Path) -> io::Result<File> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
 }
 
 /// Records as JSON lines, each ended by a newline.
@@ -163,29 +312,52 @@ impl LeaseStore for Journal {
     }
 
     /// Reads the file into `table`, then rewrites it compacted and opens
-    /// it for appending. Unreadable lines (a torn write at a crash) are
-    /// skipped and counted.
+    /// it for appending. Unreadable lines are skipped, counted and warned
+    /// about; a file that is mostly unreadable is refused, untouched. When
+    /// no compacted copy can be written (a full disk), the journal is
+    /// appended to as it is.
     fn load(&mut self, table: &mut LeaseTable, now: u64) -> io::Result<Loaded> {
         std::fs::create_dir_all(self.dir())
             .map_err(|e| self.err(e, "cannot create its directory"))?;
-        let loaded = self.replay(table)?;
+        let scan = self.replay(table)?;
+        self.judge(&scan)?;
         let snapshot = table.snapshot(now);
-        let file = self
-            .write_compacted(&snapshot)
-            .map_err(|e| self.err(e, "cannot write the compacted copy"))?;
+        let (file, len) = match self.write_compacted(&snapshot) {
+            Ok(done) => done,
+            Err(e) => {
+                let file = self.path.display();
+                tracing::warn!(%file, "cannot write the compacted copy: {e}; appending to the journal as it is");
+                self.reopen(scan.complete)
+                    .map_err(|e| self.err(e, "cannot open for appending"))?
+            }
+        };
         self.file = Some(file);
+        self.good_len = len;
+        self.dirty = false;
         self.appended = 0;
         self.compacted = snapshot.len();
-        Ok(loaded)
+        Ok(scan.loaded)
     }
 
-    /// One write, one fdatasync for the whole batch (group commit).
+    /// One write, one fdatasync for the whole batch (group commit). A
+    /// failed one (ENOSPC, EIO) is cut back to the last durable length.
     fn append(&mut self, records: &[Record]) -> io::Result<()> {
         let Some(file) = self.file.as_mut() else {
             return Err(io::Error::other("the lease journal was not loaded"));
         };
-        file.write_all(lines(records).as_bytes())?;
-        file.sync_data()?;
+        if self.dirty {
+            file.set_len(self.good_len)?;
+            self.dirty = false;
+        }
+        let text = lines(records);
+        let written = file
+            .write_all(text.as_bytes())
+            .and_then(|()| file.sync_data());
+        if let Err(e) = written {
+            self.dirty = file.set_len(self.good_len).is_err();
+            return Err(e);
+        }
+        self.good_len += text.len() as u64;
         self.appended += records.len();
         Ok(())
     }
@@ -195,7 +367,10 @@ impl LeaseStore for Journal {
     }
 
     fn compact(&mut self, snapshot: &[Record]) -> io::Result<()> {
-        self.file = Some(self.write_compacted(snapshot)?);
+        let (file, len) = self.write_compacted(snapshot)?;
+        self.file = Some(file);
+        self.good_len = len;
+        self.dirty = false;
         self.appended = 0;
         self.compacted = snapshot.len();
         Ok(())
@@ -222,6 +397,38 @@ mod tests {
         assert_eq!(Record::from_json(&d.to_json()), Some(d));
         let j = r.to_json();
         assert_eq!(Record::from_json(&j[..j.len() - 3]), None);
+    }
+
+    /// A write cut short by ENOSPC leaves part of a line; the next record
+    /// is glued to it. Such a line, or any line with more or less than one
+    /// record, is not read as the first record's values.
+    #[test]
+    fn glued_and_garbage_lines_are_not_records() {
+        let rec = |m: u8, i: u8| {
+            Record::Lease(Lease {
+                mac: mac(m),
+                ip: ip(i),
+                expires: 42,
+                state: LeaseState::Bound,
+            })
+            .to_json()
+        };
+        let (a, b) = (rec(1, 10), rec(2, 11));
+        let cut = &a[..a.find("\"expires").unwrap()];
+        for bad in [
+            format!("{cut}{b}"),
+            format!("{a}{b}"),
+            format!("{a} x"),
+            format!("{a},{{}}"),
+            a.replace("}", ",\"more\":1}"),
+            a.replacen("{", "{\"junk\":\"\",", 1),
+        ] {
+            assert_eq!(Record::from_json(&bad), None, "{bad}");
+        }
+        assert!(
+            Record::from_json(&format!("  {a}\r")).is_some(),
+            "whitespace"
+        );
     }
 
     fn mac(n: u8) -> MacAddr {
