@@ -156,24 +156,32 @@ impl TftpServer {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(peer, (buf[..n].to_vec(), generation));
-            let shared = shared.clone();
+            let active = ActiveGuard {
+                shared: shared.clone(),
+                peer,
+                generation,
+            };
+            let from = local.map_or(shared.local_ip, IpAddr::V4);
             let cancel = shutdown.child_token();
-            tracker.spawn(async move {
-                let _active = ActiveGuard {
-                    shared: shared.clone(),
-                    peer,
-                    generation,
-                };
-                let _slot = slot;
-                let (req, write) = req;
-                let from = local.map_or(shared.local_ip, IpAddr::V4);
-                if let Err(e) = run_transfer(&shared, peer, from, req, write, &cancel).await {
-                    log_failure(peer, &e);
-                }
-            });
+            tracker.spawn(transfer_task(active, slot, from, req, cancel));
         }
         crate::shutdown::drain(&tracker, "TFTP transfers").await;
         Ok(())
+    }
+}
+
+/// One transfer's task: it holds its active entry and its slot until it
+/// ends, however it ends.
+async fn transfer_task(
+    active: ActiveGuard,
+    _slot: Slot,
+    from: IpAddr,
+    (req, write): (Request, bool),
+    cancel: CancellationToken,
+) {
+    let peer = active.peer;
+    if let Err(e) = run_transfer(&active.shared, peer, from, req, write, &cancel).await {
+        log_failure(peer, &e);
     }
 }
 
