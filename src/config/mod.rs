@@ -160,8 +160,12 @@ pub struct TftpConfig {
     /// Retransmissions of one packet before the transfer is abandoned.
     pub retries: u32,
     pub root: Root,
-    /// Concurrent transfers; more wait for a slot.
+    /// Concurrent transfers; a request beyond them gets ERROR 0 "Server
+    /// busy" at once (no waiting queue a flood could fill).
     pub max_transfers: usize,
+    /// Concurrent transfers for one source address: one host (or one
+    /// forged source) cannot take every slot.
+    pub max_per_client: usize,
     /// The largest window (RFC 7440) granted.
     pub max_windowsize: u16,
     /// Uploads (WRQ) land here; `None` refuses every WRQ.
@@ -715,6 +719,7 @@ impl Validator<'_> {
                 retries: 5,
                 root: Root::Local(PathBuf::from(".")),
                 max_transfers: 512,
+                max_per_client: 8,
                 max_windowsize: 64,
                 upload_dir: None,
                 upload_max: 64 << 20,
@@ -744,6 +749,7 @@ impl Validator<'_> {
             Some(v) => Root::Local(PathBuf::from(v)),
         };
         let max_transfers = s.number("max_transfers", 512u32, 1, 1 << 16)? as usize;
+        let max_per_client = s.number("max_per_client", 8u32, 1, 1 << 16)? as usize;
         let max_windowsize = s.number("max_windowsize", 64u16, 1, 1024)?;
         let upload_dir = s.get("upload_dir").map(PathBuf::from);
         let upload_max = s.number("upload_max", 64u64 << 20, 0, u64::MAX)?;
@@ -757,6 +763,7 @@ impl Validator<'_> {
             retries,
             root,
             max_transfers,
+            max_per_client,
             max_windowsize,
             upload_dir,
             upload_max,

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::files::FileRoot;
 use crate::filters::Vars;
 use crate::leases::Leases;
+use crate::logging::{Throttle, Untrusted};
 use crate::wire::tftp::{self as wire, code, Mode, Packet, Request};
 use source::{AnySource, NetasciiOut, Source, TftpError};
 use transfer::{End, Link, Negotiated};
@@ -46,6 +47,8 @@ struct Shared {
     /// from the same port (EDK2: ERROR 8 after the size probe, then the
     /// real RRQ) starts at once.
     active: Mutex<HashMap<SocketAddr, (Vec<u8>, u64)>>,
+    /// Running transfers per source address (`max_per_client`).
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
     local_ip: IpAddr,
 }
 
@@ -81,6 +84,7 @@ impl TftpServer {
                 leases: None,
                 upload_dir,
                 active: Mutex::new(HashMap::new()),
+                per_ip: Mutex::new(HashMap::new()),
                 local_ip,
             }),
             socket,
@@ -135,42 +139,111 @@ impl TftpServer {
             let Some(req) = request_of(&sock, &buf[..n], peer).await else {
                 continue;
             };
-            // A queue of waiting requests is bounded too: beyond it, a
-            // request is dropped and the client's own retry comes later.
-            if tracker.len() >= max.saturating_mul(2) {
-                tracing::warn!(%peer, "TFTP busy ({} transfers): request dropped", tracker.len());
+            generation += 1;
+            let repeated = (shared.active.lock().unwrap_or_else(|e| e.into_inner()))
+                .get(&peer)
+                .is_some_and(|(b, _)| b[..] == buf[..n]);
+            if repeated {
+                tracing::debug!(%peer, "repeated request for a running transfer: ignored");
                 continue;
             }
-            generation += 1;
-            {
-                let mut active = shared.active.lock().unwrap_or_else(|e| e.into_inner());
-                if active.get(&peer).is_some_and(|(b, _)| b[..] == buf[..n]) {
-                    tracing::debug!(%peer, "repeated request for a running transfer: ignored");
-                    continue;
-                }
-                active.insert(peer, (buf[..n].to_vec(), generation));
-            }
-            let shared = shared.clone();
-            let slots = slots.clone();
+            let Some(slot) = admit(&shared, &slots, peer) else {
+                busy(&sock, peer).await;
+                continue;
+            };
+            shared
+                .active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(peer, (buf[..n].to_vec(), generation));
+            let active = ActiveGuard {
+                shared: shared.clone(),
+                peer,
+                generation,
+            };
+            let from = local.map_or(shared.local_ip, IpAddr::V4);
             let cancel = shutdown.child_token();
-            tracker.spawn(async move {
-                let _active = ActiveGuard {
-                    shared: shared.clone(),
-                    peer,
-                    generation,
-                };
-                let Ok(_permit) = slots.acquire_owned().await else {
-                    return;
-                };
-                let (req, write) = req;
-                let from = local.map_or(shared.local_ip, IpAddr::V4);
-                if let Err(e) = run_transfer(&shared, peer, from, req, write, &cancel).await {
-                    tracing::warn!(%peer, "TFTP transfer: {e}");
-                }
-            });
+            tracker.spawn(transfer_task(active, slot, from, req, cancel));
         }
         crate::shutdown::drain(&tracker, "TFTP transfers").await;
         Ok(())
+    }
+}
+
+/// One transfer's task: it holds its active entry and its slot until it
+/// ends, however it ends.
+async fn transfer_task(
+    active: ActiveGuard,
+    _slot: Slot,
+    from: IpAddr,
+    (req, write): (Request, bool),
+    cancel: CancellationToken,
+) {
+    let peer = active.peer;
+    if let Err(e) = run_transfer(&active.shared, peer, from, req, write, &cancel).await {
+        log_failure(peer, &e);
+    }
+}
+
+/// A running transfer's hold on a global slot and on its source's share.
+struct Slot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per_ip = self.shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A slot for a new transfer from `peer`, when one is free both overall and
+/// for its source address. No waiting queue: a flood of requests that
+/// never answer would fill it and keep real clients waiting behind it.
+fn admit(shared: &Arc<Shared>, slots: &Arc<Semaphore>, peer: SocketAddr) -> Option<Slot> {
+    let ip = peer.ip();
+    let mut per_ip = shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+    let n = per_ip.entry(ip).or_insert(0);
+    if *n >= shared.config.tftp.max_per_client {
+        return None;
+    }
+    let permit = slots.clone().try_acquire_owned().ok()?;
+    *n += 1;
+    Some(Slot {
+        shared: shared.clone(),
+        ip,
+        _permit: permit,
+    })
+}
+
+/// Refusals a flood repeats: a few lines, then a count.
+static BUSY_LOG: Throttle = Throttle::new(10, Duration::from_secs(10));
+static MALFORMED_LOG: Throttle = Throttle::new(10, Duration::from_secs(10));
+
+/// ERROR 0 "Server busy" at once: the client tries again later (or another
+/// server) instead of waiting on a silent one.
+async fn busy(sock: &UdpSocket, peer: SocketAddr) {
+    if let Some(held_back) = BUSY_LOG.admit(Instant::now()) {
+        tracing::warn!(%peer, held_back, "TFTP busy (all slots, or this address's share, taken): request refused");
+    }
+    let err = wire::error_bytes(code::NOT_DEFINED, "Server busy");
+    let _ = sock.send_to(&err, peer).await;
+}
+
+/// A transfer's I/O error; the peer's ICMP port unreachable is routine (a
+/// client gone, or a forged source) and not worth a warning.
+fn log_failure(peer: SocketAddr, e: &io::Error) {
+    if e.kind() == io::ErrorKind::ConnectionRefused {
+        tracing::info!(%peer, "TFTP transfer ended: the peer's port is unreachable");
+    } else {
+        tracing::warn!(%peer, "TFTP transfer: {e}");
     }
 }
 
@@ -187,7 +260,9 @@ async fn request_of(sock: &UdpSocket, pkt: &[u8], peer: SocketAddr) -> Option<(R
             None
         }
         Err(e) => {
-            tracing::warn!(%peer, "malformed TFTP request: {e}");
+            if let Some(held_back) = MALFORMED_LOG.admit(Instant::now()) {
+                tracing::warn!(%peer, held_back, "malformed TFTP request: {e}");
+            }
             if pkt[..pkt.len().min(2)] != [0, wire::OP_ERROR as u8] {
                 let err = wire::error_bytes(code::ILLEGAL_OPERATION, &e.to_string());
                 let _ = sock.send_to(&err, peer).await;
@@ -234,7 +309,7 @@ async fn run_transfer(
     cancel: &CancellationToken,
 ) -> io::Result<()> {
     use tracing::Instrument;
-    let span = tracing::info_span!("tftp", %peer, file = %req.filename);
+    let span = tracing::info_span!("tftp", %peer, file = %Untrusted(&req.filename));
     transfer_in_span(shared, peer, from, req, write, cancel)
         .instrument(span)
         .await
@@ -249,6 +324,9 @@ async fn transfer_in_span(
     cancel: &CancellationToken,
 ) -> io::Result<()> {
     let sock = transfer_socket(from)?;
+    // Connected: strangers are dropped by the kernel, and an ICMP port
+    // unreachable from the peer ends the transfer (see `Link`).
+    sock.connect(peer).await?;
     let link = Link {
         sock: &sock,
         peer,
@@ -317,10 +395,14 @@ fn log_end(end: &End, took: Duration, verb: &str) {
         }
         // EDK2 aborts after reading tsize from the OACK: normal, quiet.
         End::ClientError { code, message } if *code == code::OPTION_REFUSED => {
-            tracing::debug!(code, "client ended the transfer after the OACK: {message}")
+            tracing::debug!(
+                code,
+                "client ended the transfer after the OACK: {}",
+                Untrusted(message)
+            )
         }
         End::ClientError { code, message } => {
-            tracing::info!(code, "client aborted: {message}")
+            tracing::info!(code, "client aborted: {}", Untrusted(message))
         }
         End::TimedOut => tracing::warn!("no answer from the client: transfer abandoned"),
         End::Cancelled => tracing::info!("transfer stopped: server shutting down"),

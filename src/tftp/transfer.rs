@@ -22,6 +22,18 @@ use crate::wire::tftp::{self as wire, code, Packet, Request};
 /// (about 208 KiB of truesize) is lost whole, so bigger ones only slow.
 pub const MAX_WINDOW_BYTES: usize = 128 << 10;
 
+/// The largest `timeout` option (RFC 2349) granted, in seconds. RFC 2349
+/// has the OACK echo the client's value exactly, so a larger one is not
+/// lowered but left out of the OACK (refused): the configured timeout
+/// applies. A client asking 255 s would otherwise hold a slot for
+/// 255 s x retries after going quiet (issue 12: a 51-minute outage).
+pub const MAX_OPTION_TIMEOUT: u64 = 5;
+
+/// Resends of the first packet (OACK, or DATA 1) before the client's first
+/// ACK shows it exists: a forged request holds a slot, and sends at the
+/// forged source, for at most this many timeouts more.
+pub const UNPROVEN_RETRIES: u32 = 2;
+
 /// What was agreed for one transfer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Negotiated {
@@ -76,7 +88,7 @@ pub fn negotiate(
                     n.oack.push((k.clone(), s.to_string()));
                 }
             }
-            ("timeout", Some(t)) if (1..=255).contains(&t) => {
+            ("timeout", Some(t)) if (1..=MAX_OPTION_TIMEOUT).contains(&t) => {
                 n.timeout = Duration::from_secs(t);
                 n.oack.push((k.clone(), t.to_string()));
             }
@@ -119,7 +131,11 @@ pub enum End {
     Refused(TftpError),
 }
 
-/// One transfer's socket and peer. Packets from anyone else get ERROR 5.
+/// One transfer's socket, connected to its peer: the kernel drops packets
+/// from anyone else (no ERROR 5 answer: RFC 1350's courtesy is one more
+/// packet a forged source gets), and the peer's ICMP port unreachable
+/// comes back as ECONNREFUSED, which ends the transfer (no DATA keeps
+/// going at a host that never asked).
 pub struct Link<'a> {
     pub sock: &'a UdpSocket,
     pub peer: SocketAddr,
@@ -142,8 +158,8 @@ impl Link<'_> {
             .await;
     }
 
-    /// Receives the next packet from the peer before `deadline`, answering
-    /// strangers with ERROR 5 (RFC 1350: unknown transfer ID).
+    /// Receives the next packet from the peer before `deadline`. ECONNREFUSED
+    /// (the peer's port is unreachable) is an error: the transfer ends.
     async fn hear(&self, buf: &mut [u8], deadline: tokio::time::Instant) -> io::Result<Heard> {
         loop {
             let (n, from) = match tokio::time::timeout_at(deadline, self.sock.recv_from(buf)).await
@@ -152,33 +168,18 @@ impl Link<'_> {
                 Ok(Err(e)) if is_transient(&e) => continue,
                 Ok(r) => r?,
             };
+            // Connected: only the peer's packets arrive; checked anyway.
             if from == self.peer {
                 return Ok(Heard::Packet(n));
             }
-            self.stranger(from).await;
         }
-    }
-
-    /// Answers a packet from anyone but the peer: ERROR 5 (RFC 1350).
-    async fn stranger(&self, from: SocketAddr) {
-        tracing::debug!(%from, peer = %self.peer, "packet from a stranger: ERROR 5");
-        let _ = self
-            .sock
-            .send_to(
-                &wire::error_bytes(code::UNKNOWN_TID, "Unknown transfer ID"),
-                from,
-            )
-            .await;
     }
 }
 
-/// ICMP errors (port unreachable from an earlier send) surface on the next
-/// receive on Linux; they do not end a transfer by themselves.
+/// EINTR only. ECONNREFUSED is not retried: on a connected socket it is
+/// the peer's ICMP port unreachable, and the transfer stops there.
 fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused | io::ErrorKind::Interrupted
-    )
+    e.kind() == io::ErrorKind::Interrupted
 }
 
 /// Sends `oack` and waits for its ACK 0. `Ok(None)`: go on with the data.
@@ -198,7 +199,7 @@ async fn oack_handshake(
                     return Ok(Some(End::Cancelled));
                 }
                 tries += 1;
-                if tries > link.retries {
+                if tries > link.retries.min(UNPROVEN_RETRIES) {
                     return Ok(Some(End::TimedOut));
                 }
                 link.sock.send_to(oack, link.peer).await?;
@@ -235,6 +236,10 @@ pub async fn send_file<S: Source>(
         }
     }
     let mut w = SendWindow::new(neg.blksize, neg.window, link.retries);
+    if neg.oack.is_empty() {
+        // DATA 1 is the first packet: nobody has answered yet.
+        w.set_first_retries(link.retries.min(UNPROVEN_RETRIES));
+    }
     let slot = neg.blksize + 4;
     // The packets, header and data, built in place: the only buffer of the
     // transfer, allocated once.
@@ -381,10 +386,7 @@ async fn wait_ack(
                 Err(e) if is_transient(&e) => continue,
                 Err(e) => return Err(e),
                 Ok((n, from)) if from == link.peer => n,
-                Ok((_, from)) => {
-                    link.stranger(from).await;
-                    continue;
-                }
+                Ok(_) => continue,
             },
             () = &mut timer => {
                 if tokio::time::Instant::now() < deadline {
@@ -569,6 +571,17 @@ mod tests {
         let n = negotiate(&r, &cfg(), None, false).unwrap();
         assert_eq!(n.blksize, 512);
         assert!(n.oack.is_empty(), "{:?}", n.oack);
+    }
+
+    #[test]
+    fn timeout_above_the_cap_is_left_out_not_granted() {
+        for t in ["6", "255"] {
+            let n = negotiate(&req(&[("timeout", t)]), &cfg(), Some(1), false).unwrap();
+            assert_eq!(n.timeout, Duration::from_secs(2), "timeout={t}");
+            assert!(n.oack.is_empty(), "timeout={t}: {:?}", n.oack);
+        }
+        let n = negotiate(&req(&[("timeout", "5")]), &cfg(), Some(1), false).unwrap();
+        assert_eq!(n.timeout, Duration::from_secs(5));
     }
 
     #[test]

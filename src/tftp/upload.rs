@@ -51,7 +51,10 @@ pub(super) async fn run_upload(shared: &Shared, link: &Link<'_>, req: &Request) 
     let flushed = sink.flush().await;
     match (&end, flushed) {
         (Ok(End::Done { .. }), Ok(())) => {
-            tracing::info!(path = %path.display(), "upload stored");
+            tracing::info!(
+                path = %crate::logging::Untrusted(&path.display().to_string()),
+                "upload stored"
+            );
         }
         _ => {
             let _ = tokio::fs::remove_file(&path).await;

@@ -78,6 +78,8 @@ pub struct SendWindow {
     last: Option<(u64, usize)>,
     tries: u32,
     bytes: u64,
+    /// Retries while no ACK has moved the window yet (the peer unproven).
+    first_retries: u32,
 }
 
 impl SendWindow {
@@ -99,7 +101,14 @@ impl SendWindow {
             last: None,
             tries: 0,
             bytes: 0,
+            first_retries: retries,
         }
+    }
+
+    /// Fewer resends until the first ACK moves the window (a peer that may
+    /// be a forged source); `retries` applies after.
+    pub fn set_first_retries(&mut self, n: u32) {
+        self.first_retries = n.min(self.retries);
     }
 
     /// Slots (of blksize + 4 bytes) the driver's buffer holds.
@@ -202,7 +211,12 @@ impl SendWindow {
     /// The timer fired with no ACK that moved the window.
     pub fn on_timeout(&mut self) -> Expired {
         self.tries += 1;
-        if self.tries > self.retries {
+        let limit = if self.base == 1 {
+            self.first_retries
+        } else {
+            self.retries
+        };
+        if self.tries > limit {
             Expired::GiveUp
         } else {
             Expired::Resend

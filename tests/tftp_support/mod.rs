@@ -118,7 +118,20 @@ pub fn get_with(
     opts: &[(&str, &str)],
     hooks: &Hooks,
 ) -> Result<Got, Fail> {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    get_from(server, "127.0.0.1:0", name, mode, opts, hooks)
+}
+
+/// [`get_with`] from a socket bound on `bind` (e.g. `127.0.0.2:0`: another
+/// source address on loopback).
+pub fn get_from(
+    server: SocketAddr,
+    bind: &str,
+    name: &str,
+    mode: Mode,
+    opts: &[(&str, &str)],
+    hooks: &Hooks,
+) -> Result<Got, Fail> {
+    let sock = UdpSocket::bind(bind).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     let mut rrq = Vec::new();
