@@ -4,10 +4,11 @@
 //! (`parse_request`) is pure; names, confinement and reads are the file
 //! layer's ([`crate::files::LocalRoot`]), the same as TFTP's.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::files::{FileError, LocalRoot, Source};
 use crate::leases::Leases;
+use crate::logging::{Throttle, Untrusted};
 
 /// Connections served at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -26,6 +28,81 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HEAD: usize = 8192;
 /// A stalled reader is dropped after this long without progress.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections one address may hold at once: a single host cannot take
+/// every slot (an installer fetches a few files in parallel, not 16).
+pub const MAX_PER_ADDRESS: usize = 16;
+/// A whole response must be sent within `SEND_FLOOR + size / MIN_RATE`:
+/// a reader slow enough to keep each write alive still ends.
+pub const SEND_FLOOR: Duration = Duration::from_secs(30);
+pub const MIN_RATE: u64 = 64 * 1024;
+
+/// Refusals a flood repeats: a few lines per minute, with a count.
+static REFUSED: Throttle = Throttle::new(10, Duration::from_secs(60));
+
+/// 404s and 403s: more room (a client probing for files is normal), still
+/// bounded.
+static FILE_REFUSED: Throttle = Throttle::new(60, Duration::from_secs(60));
+
+/// Logs a refusal of `peer` through [`REFUSED`].
+fn refused(peer: SocketAddr, why: &str) {
+    if let Some(held_back) = REFUSED.admit(Instant::now()) {
+        tracing::warn!(%peer, held_back, "HTTP connection refused: {why}");
+    }
+}
+
+/// Connections held per client address ([`MAX_PER_ADDRESS`]).
+#[derive(Clone, Default)]
+struct PerAddress(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One connection's place in [`PerAddress`], given back on drop.
+struct AddrSlot {
+    table: PerAddress,
+    ip: IpAddr,
+}
+
+impl PerAddress {
+    fn take(&self, ip: IpAddr) -> Option<AddrSlot> {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = t.entry(ip).or_insert(0);
+        if *n >= MAX_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(AddrSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddrSlot {
+    fn drop(&mut self) {
+        let mut t = self.table.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = t.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                t.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Whether `peer` holds a lease (`check_ip`); always with no check.
+fn allowed(check: Option<&Leases>, peer: SocketAddr) -> bool {
+    let Some(leases) = check else {
+        return true;
+    };
+    let now = crate::leases::unix_now();
+    match peer.ip() {
+        IpAddr::V4(ip) => leases.holds(ip, now),
+        IpAddr::V6(ip) => ip.to_ipv4_mapped().is_some_and(|v4| leases.holds(v4, now)),
+    }
+}
+
+/// How long a response of `len` bytes may take in all.
+fn send_bound(floor: Duration, min_rate: u64, len: u64) -> Duration {
+    floor + Duration::from_secs(len / min_rate.max(1))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -166,6 +243,9 @@ pub struct HttpServer {
     listener: TcpListener,
     /// `check_ip`: only addresses holding a lease may fetch.
     check: Option<Leases>,
+    /// `SEND_FLOOR` and `MIN_RATE`, unless a test shortens them.
+    floor: Duration,
+    min_rate: u64,
 }
 
 impl HttpServer {
@@ -183,13 +263,25 @@ impl HttpServer {
             root,
             listener: TcpListener::from_std(listener)?,
             check,
+            floor: SEND_FLOOR,
+            min_rate: MIN_RATE,
         })
+    }
+
+    /// Another whole-response bound than [`SEND_FLOOR`] + size /
+    /// [`MIN_RATE`] (for tests, which cannot wait half a minute).
+    pub fn with_send_bound(mut self, floor: Duration, min_rate: u64) -> Self {
+        self.floor = floor;
+        self.min_rate = min_rate;
+        self
     }
 
     pub async fn serve(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let tracker = TaskTracker::new();
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let root = Arc::new(self.root);
+        let per_addr = PerAddress::default();
+        let bound = (self.floor, self.min_rate);
         loop {
             let permit = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -210,14 +302,24 @@ impl HttpServer {
                     }
                 },
             };
+            // Before reading anything: a host with no lease, or one that
+            // already holds its share, is closed at once and holds no slot.
+            if !allowed(self.check.as_ref(), peer) {
+                refused(peer, "not one of ours (check_ip)");
+                continue;
+            }
+            let Some(addr_slot) = per_addr.take(peer.ip()) else {
+                refused(peer, "too many connections from this address");
+                continue;
+            };
             let root = root.clone();
             let check = self.check.clone();
             let stop = shutdown.clone();
             tracker.spawn(async move {
-                let _permit = permit;
+                let _slots = (permit, addr_slot);
                 tokio::select! {
                     _ = stop.cancelled() => {}
-                    _ = handle(stream, peer, &root, check.as_ref()) => {}
+                    _ = handle(stream, peer, &root, check.as_ref(), bound) => {}
                 }
             });
         }
@@ -285,7 +387,13 @@ async fn send_error(stream: &mut TcpStream, r: Refusal, head_only: bool) {
     let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
 }
 
-async fn handle(mut stream: TcpStream, peer: SocketAddr, root: &LocalRoot, check: Option<&Leases>) {
+async fn handle(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    root: &LocalRoot,
+    check: Option<&Leases>,
+    bound: (Duration, u64),
+) {
     let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
         Ok(Ok(h)) => h,
         Ok(Err(r)) => {
@@ -301,7 +409,9 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, root: &LocalRoot, check
     let req = match parse_request(&head) {
         Ok(r) => r,
         Err(r) => {
-            tracing::info!(%peer, status = r.status().0, "HTTP request refused");
+            if let Some(held_back) = REFUSED.admit(Instant::now()) {
+                tracing::info!(%peer, status = r.status().0, held_back, "HTTP request refused");
+            }
             send_error(&mut stream, r, false).await;
             return;
         }
@@ -310,8 +420,8 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, root: &LocalRoot, check
     // The span is attached to the future (not entered across awaits: a
     // guard held over an await corrupts the subscriber's span stack when
     // the task moves between worker threads).
-    let span = tracing::info_span!("http", %peer, file = %req.path);
-    serve_request(stream, root, check, peer, req, head_only)
+    let span = tracing::info_span!("http", %peer, file = %Untrusted(&req.path));
+    serve_request(stream, root, check, peer, req, head_only, bound)
         .instrument(span)
         .await;
 }
@@ -323,24 +433,27 @@ async fn serve_request(
     peer: SocketAddr,
     req: Request,
     head_only: bool,
+    bound: (Duration, u64),
 ) {
-    if let Some(leases) = check {
-        let now = crate::leases::unix_now();
-        let allowed = match peer.ip() {
-            std::net::IpAddr::V4(ip) => leases.holds(ip, now),
-            std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped().is_some_and(|v4| leases.holds(v4, now)),
-        };
-        if !allowed {
-            tracing::info!(status = 401, "HTTP client is not one of ours (check_ip)");
-            send_error(&mut stream, Refusal::Unauthorized, head_only).await;
-            return;
+    // Again after the head: the lease may have ended meanwhile.
+    if !allowed(check, peer) {
+        if let Some(held_back) = REFUSED.admit(Instant::now()) {
+            tracing::info!(
+                status = 401,
+                held_back,
+                "HTTP client is not one of ours (check_ip)"
+            );
         }
+        send_error(&mut stream, Refusal::Unauthorized, head_only).await;
+        return;
     }
     let mut file = match root.open(&req.path).await {
         Ok(f) => f,
         Err(e) => {
             let r = Refusal::from_file(&e);
-            tracing::info!(status = r.status().0, "HTTP file refused: {e:?}");
+            if let Some(held_back) = FILE_REFUSED.admit(Instant::now()) {
+                tracing::info!(status = r.status().0, held_back, "HTTP file refused: {e:?}");
+            }
             send_error(&mut stream, r, head_only).await;
             return;
         }
@@ -350,28 +463,48 @@ async fn serve_request(
         "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n",
         content_type(file.path())
     );
-    let sent = async {
-        stream.write_all(hdr.as_bytes()).await?;
-        if !head_only {
-            // copy in bounded steps so a stalled reader times out.
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = file.read(&mut buf).await?;
-                if n == 0 {
-                    break;
-                }
-                tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&buf[..n]))
-                    .await
-                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    let limit = send_bound(bound.0, bound.1, if head_only { 0 } else { len });
+    let sent =
+        match tokio::time::timeout(limit, send(&mut stream, &mut file, &hdr, head_only)).await {
+            Ok(r) => r,
+            Err(_) => {
+                // A reset, not a FIN: the kernel then drops what the slow
+                // reader has not taken instead of holding it for him.
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("not sent within {limit:?}"),
+                ))
             }
-        }
-        stream.shutdown().await
-    }
-    .await;
+        };
     match sent {
         Ok(()) => tracing::info!(status = 200, bytes = len, head = head_only, "HTTP sent"),
         Err(e) => tracing::info!(error = %e, "HTTP transfer ended early"),
     }
+}
+
+/// The head, then (for a GET) the file, in bounded steps so that a stalled
+/// reader times out.
+async fn send(
+    stream: &mut TcpStream,
+    file: &mut crate::files::LocalFile,
+    hdr: &str,
+    head_only: bool,
+) -> std::io::Result<()> {
+    stream.write_all(hdr.as_bytes()).await?;
+    if !head_only {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = file.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&buf[..n]))
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        }
+    }
+    stream.shutdown().await
 }
 
 #[cfg(test)]

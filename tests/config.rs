@@ -317,6 +317,8 @@ const BAD: &[(&str, &str)] = &[
     ("bad-logger-type.ini", ":2: [logger] type: 'journald' is not a logger type (stderr, stdout, file, syslog, none)"),
     ("indented-key.ini", ":2: [bootp] pool_start: '127.0.0.10\\npool_count = 5' is not an IPv4 address: an indented line continues the value above it; unindent it"),
     ("bad-notify.ini", ":3: [bootp] notify: '127.0.0.1' is not an ip:port target"),
+    ("tftp-https-root.ini", ":3: [tftp] root: 'https://mirror.example/boot': https:// is not supported (this build has no TLS): use an http:// URL or a local directory"),
+    ("http-https-location.ini", ":5: [http] location: 'https://acl.example:8443': https:// is not supported (this build has no TLS): use an http:// URL"),
     ("bad-arch.ini", ":5: [bootfile] efi64: not an architecture: use 'default' or a number such as 00000 (BIOS) or 00007 (EFI x86-64)"),
 ];
 

@@ -203,23 +203,25 @@ fn check_ip_and_curl() {
             (d, ack.yiaddr)
         })
     };
+    // A host with no lease is closed at accept, before anything is read
+    // (curl's code 000: no answer at all), so it holds no slot.
     // 127.0.0.1 is the server, not a client address this daemon hands out.
     assert!(
-        fetch("127.0.0.1").ends_with("\n401"),
+        fetch("127.0.0.1").ends_with("\n000"),
         "{}",
         srv.daemon.log_text()
     );
     // Pool and static addresses nobody holds yet: refused.
-    assert!(fetch("127.0.0.10").ends_with("\n401"), "not leased yet");
+    assert!(fetch("127.0.0.10").ends_with("\n000"), "not leased yet");
     assert!(
-        fetch("127.0.0.40").ends_with("\n401"),
+        fetch("127.0.0.40").ends_with("\n000"),
         "static, not leased yet"
     );
     let (d, ip) = lease(dhcp_support::mac(7), 0x7001);
     assert_eq!(ip.to_string(), "127.0.0.10");
     assert_eq!(fetch("127.0.0.10"), "hello\n200", "a leased pool address");
     assert!(
-        fetch("127.0.0.11").ends_with("\n401"),
+        fetch("127.0.0.11").ends_with("\n000"),
         "the next, not leased"
     );
     let (_, st) = lease([0x52, 0x54, 0, 0, 0, 1], 0x7002);
@@ -234,7 +236,7 @@ fn check_ip_and_curl() {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let got = fetch("127.0.0.10");
-        if got.ends_with("\n401") {
+        if got.ends_with("\n000") {
             break;
         }
         assert!(
@@ -243,6 +245,29 @@ fn check_ip_and_curl() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A path with a decoded newline (`%0A`) cannot forge a log line: the
+/// request's path is logged escaped.
+#[test]
+fn path_with_newline_is_logged_escaped() {
+    let srv = start(false, false);
+    let (head, _) = split(&raw(
+        srv.port,
+        b"GET /nothere%0A2026-01-01T00:00:00Z%20INFO%20FORGED HTTP/1.1\r\n\r\n",
+    ));
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !srv.daemon.log_text().contains("HTTP file refused") {
+        assert!(Instant::now() < deadline, "{}", srv.daemon.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = srv.daemon.log_text();
+    assert!(log.contains(r"/nothere\n2026"), "{log}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z")),
+        "{log}"
+    );
 }
 
 #[test]

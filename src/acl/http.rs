@@ -44,30 +44,43 @@ impl HttpAcl {
     }
 
     /// Asks `url`: 200 grants (with the body's `Client:`/`File:` lines),
-    /// anything else, an error or no answer within the timeout denies.
+    /// anything else, an error, a body over [`MAX_BODY`] or no answer
+    /// within the timeout denies.
     pub async fn check(&self, url: &str) -> HttpAnswer {
-        let fut = async {
-            let resp = self
-                .client
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| format!("{url}: {e}"))?;
-            let status = resp.status();
-            if status != reqwest::StatusCode::OK {
-                return Err(format!("{url}: HTTP {status}"));
-            }
-            let body = resp.text().await.map_err(|e| format!("{url}: {e}"))?;
-            Ok(parse_body(&body))
-        };
         // One bound for the whole exchange: connecting, the head, the body.
-        match tokio::time::timeout(self.timeout, fut).await {
+        match tokio::time::timeout(self.timeout, self.ask(url)).await {
             Ok(Ok(a)) => a,
             Ok(Err(why)) => HttpAnswer::Denied(why),
             Err(_) => HttpAnswer::Denied(format!("{url}: no answer within {:?}", self.timeout)),
         }
     }
+
+    async fn ask(&self, url: &str) -> Result<HttpAnswer, String> {
+        let mut resp = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status();
+        if status != reqwest::StatusCode::OK {
+            return Err(format!("{url}: HTTP {status}"));
+        }
+        // Chunk by chunk, stopping past the cap: a hostile or broken ACL
+        // server's endless answer must not grow the daemon's memory.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("{url}: {e}"))? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(format!("{url}: answer over {MAX_BODY} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(parse_body(&String::from_utf8_lossy(&body)))
+    }
 }
+
+/// The largest ACL answer read: two short lines are all it needs.
+pub const MAX_BODY: usize = 64 * 1024;
 
 /// Reads `Client: NAME` and `File: NAME` lines (keys case-insensitive)
 /// from a 200 body.

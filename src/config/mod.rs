@@ -21,6 +21,11 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/pybootd.ini";
 /// Where leases are journaled when `lease_file` is not given.
 pub const DEFAULT_LEASE_FILE: &str = "/var/lib/pybootd/leases.jsonl";
 
+/// The message for an `https://` URL: this build has no TLS client.
+fn no_tls(url: &str, instead: &str) -> String {
+    format!("'{url}': https:// is not supported (this build has no TLS): use {instead}")
+}
+
 /// A configuration error: which file, section, key (or line) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -743,8 +748,14 @@ impl Validator<'_> {
         let retries = s.number("retries", 5u32, 0, 100)?;
         let root = match s.get("root").map(str::trim) {
             None | Some("") => Root::Local(PathBuf::from(".")),
-            Some(v) if v.starts_with("http://") || v.starts_with("https://") => {
-                Root::Http(v.trim_end_matches('/').to_string())
+            Some(v) if v.starts_with("http://") => Root::Http(v.trim_end_matches('/').to_string()),
+            // Refused here rather than passing --check and failing every
+            // file: this build has no TLS client.
+            Some(v) if v.starts_with("https://") => {
+                return Err(s.err(
+                    Some("root"),
+                    no_tls(v, "an http:// URL or a local directory"),
+                ))
             }
             Some(v) => Root::Local(PathBuf::from(v)),
         };
@@ -827,6 +838,9 @@ impl Validator<'_> {
         } else {
             format!("http://{location}")
         };
+        if location.starts_with("https://") {
+            return Err(s.err(Some("location"), no_tls(&location, "an http:// URL")));
+        }
         if !location.starts_with("http://") {
             return Err(s.err(
                 Some("location"),
