@@ -136,3 +136,32 @@ fn an_unknown_user_is_a_config_error_and_nothing_is_served() {
     );
     assert!(!log.contains("listening on"), "nothing bound: {log}");
 }
+
+/// 512 transfers hold 1,024 descriptors: under systemd's default soft
+/// limit (1,024) a flood hit EMFILE. The daemon raises its soft limit to
+/// the hard one at start.
+#[test]
+fn the_open_file_soft_limit_is_raised_to_the_hard_one() {
+    let s = Scratch::new("nofile");
+    std::fs::create_dir_all(s.path.join("root")).unwrap();
+    let ini = s.write(
+        "pybootd.ini",
+        format!(
+            "[tftp]\naddress = 127.0.0.1\nport = 0\nroot = {}/root\n",
+            s.path.display()
+        )
+        .as_bytes(),
+    );
+    let mut cmd = Command::new("prlimit");
+    cmd.args(["--nofile=256:4096", pybootd_bin(), "-t", "-c"])
+        .arg(ini);
+    let mut d = Daemon::spawn(cmd, s.path.join("daemon.log"));
+    d.wait_log("pybootd running", Duration::from_secs(10));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let nums: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(nums, ["4096", "4096"], "{line}");
+}
