@@ -201,6 +201,21 @@ fn full_pool_takes_back_the_oldest_offer() {
     );
     let d = e.decide(&plain_discover(mac(51), 51), NOW + 7, None, CLIENT);
     assert_eq!(d.reply().unwrap().packet.yiaddr, ip(101), "then mac 2's");
+    // mac 1, whose offer was taken back, REQUESTs it anyway: the first
+    // REQUEST wins over an offer nobody requested.
+    let a = plain_discover(mac(1), 1);
+    let d = e.decide(&selecting(&a, ip(100), ip(1)), NOW + 8, None, CLIENT);
+    assert_eq!(msg_type(&d.reply().unwrap().packet), 5, "{}", d.why());
+    let d = e.decide(
+        &selecting(&plain_discover(mac(50), 50), ip(100), ip(1)),
+        NOW + 9,
+        None,
+        CLIENT,
+    );
+    assert_eq!(
+        d.reply().unwrap().answer,
+        Answer::Nak(NakReason::Bind(BindError::LeasedToOther(ip(100))))
+    );
     // A bound lease is never taken back: bind all five, then nothing.
     let mut e = engine_simple("");
     for n in 1..=5u32 {

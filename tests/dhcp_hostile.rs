@@ -59,6 +59,13 @@ async fn discover_burst_from_random_macs_does_not_starve_a_real_client() {
         .await
         .expect("an OFFER while the burst's offers are held");
     assert_eq!(msg_type(&offer), 2);
+    // Another burst between its OFFER and its REQUEST takes the offer
+    // back; its REQUEST still wins (an offer nobody requested yields).
+    for n in 100..125u32 {
+        attacker
+            .ask(&ipxe_discover(random_mac(n), 0x4000_0000 + n))
+            .await;
+    }
     let ack = c.ask(&selecting(&disc, offer.yiaddr, ip(1))).await;
     assert_eq!(ack.map(|a| msg_type(&a)), Some(5), "ACK");
     srv.shutdown().await;

@@ -619,6 +619,7 @@ impl Engine {
                     return (Some(ip), self.nak(p, why));
                 }
             }
+            t.take_offered(ctx.mac, ip, now);
             return self.ack(t, p, ctx, ip, now, AckState::Selecting, fx);
         }
         if p.ciaddr.is_unspecified() {

@@ -4,7 +4,9 @@
 //! Rules: a MAC keeps its address (sticky, also after RELEASE or expiry);
 //! `[static_dhcp]` addresses are reserved for their MAC; pool addresses are
 //! handed out in order; when none is left, the longest-expired lease of
-//! another MAC is reused; when none can be, allocation fails (the caller
+//! another MAC is reused, then the oldest offer another MAC has not
+//! requested (a burst of made-up MACs cannot hold the pool for an offer's
+//! hold time); when none can be, allocation fails (the caller
 //! warns and stays silent). Only bound, released and declined states are
 //! journaled: an offer is a short in-memory reservation.
 
@@ -118,6 +120,10 @@ pub struct LeaseTable {
     files: HashMap<MacAddr, String>,
     /// Option 61 of each MAC's last binding (RELEASE/DECLINE must match).
     client_ids: HashMap<MacAddr, Vec<u8>>,
+    /// The order offers were made in, per address (seconds are too
+    /// coarse to tell the oldest of a burst); at most one per address.
+    offer_order: HashMap<Ipv4Addr, u64>,
+    offers_made: u64,
     /// Pool offsets below this have been looked at by the linear scan;
     /// addresses past it have never been handed out.
     cursor: u32,
@@ -141,6 +147,8 @@ impl LeaseTable {
             declined: HashMap::new(),
             files: HashMap::new(),
             client_ids: HashMap::new(),
+            offer_order: HashMap::new(),
+            offers_made: 0,
             cursor: 0,
         }
     }
@@ -295,6 +303,8 @@ impl LeaseTable {
             },
         };
         self.set(lease);
+        self.offers_made += 1;
+        self.offer_order.insert(ip, self.offers_made);
         Ok(ip)
     }
 
@@ -364,7 +374,7 @@ impl LeaseTable {
             .filter(|l| l.state == LeaseState::Offered && l.mac != *mac && l.expires > now)
             .filter(|l| self.in_pool(l.ip) && !self.static_ips.contains_key(&l.ip))
             .filter(|l| !self.excluded.contains(&l.ip) && !self.declined_at(l.ip, now))
-            .min_by_key(|l| (l.expires, u32::from(l.ip)))
+            .min_by_key(|l| (l.expires, self.offer_order.get(&l.ip).copied()))
             .map(|l| l.ip)
     }
 
@@ -398,6 +408,22 @@ impl LeaseTable {
         };
         self.set(lease);
         Ok(lease)
+    }
+
+    /// A SELECTING REQUEST for `ip` from `mac`: when another MAC only
+    /// holds `ip` as an offer it never requested, that offer ends, so the
+    /// first REQUEST wins. Without it, a burst of DISCOVERs that took back
+    /// a real client's offer between its OFFER and REQUEST would NAK it.
+    pub fn take_offered(&mut self, mac: MacAddr, ip: Ipv4Addr, now: u64) {
+        let Some(other) = self.by_ip.get(&ip).copied().filter(|m| *m != mac) else {
+            return;
+        };
+        if let Some(l) = self.by_mac.get_mut(&other) {
+            if l.state == LeaseState::Offered {
+                l.state = LeaseState::Released;
+                l.expires = l.expires.min(now);
+            }
+        }
     }
 
     /// Ends `mac`'s lease on `ip` (RELEASE); the address stays sticky to
@@ -546,6 +572,13 @@ mod tests {
         t.bind(mac(4), ip(11), 1000, 9).unwrap();
         t.bind(mac(5), ip(12), 1000, 9).unwrap();
         assert_eq!(t.offer(mac(6), None, 10), Err(AllocError::PoolExhausted));
+        // Within one second, still the oldest first (not the lowest address).
+        let mut t = LeaseTable::new(ip(10), 2, &[], vec![]);
+        assert_eq!(t.offer(mac(1), None, 5), Ok(ip(10)));
+        assert_eq!(t.offer(mac(2), None, 5), Ok(ip(11)));
+        assert_eq!(t.offer(mac(3), None, 5), Ok(ip(10)));
+        assert_eq!(t.offer(mac(4), None, 5), Ok(ip(11)));
+        assert_eq!(t.offer(mac(5), None, 5), Ok(ip(10)));
     }
 
     #[test]
