@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use dhcp_support::*;
 use pybootd::acl::http::HttpAnswer;
 use pybootd::dhcp::{AckState, Answer, Denial, Dest, Engine, NakReason, Phase, Silence};
-use pybootd::leases::{AllocError, BindError, Record};
+use pybootd::leases::{AllocError, BindError, LeaseState, Record};
 use pybootd::wire::dhcp::{opt, MessageType, Packet};
 use pybootd::wire::MacAddr;
 
@@ -31,22 +31,25 @@ fn engine_simple(extra: &str) -> Engine {
 
 const NOW: u64 = 1_000_000;
 
+/// The source address of a request from a client with no address yet.
+const CLIENT: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
+
 fn reply(e: &mut Engine, p: &Packet) -> Packet {
-    let d = e.decide(p, NOW, None);
+    let d = e.decide(p, NOW, None, CLIENT);
     let r = d.reply().unwrap_or_else(|| panic!("no reply: {}", d.why()));
     r.packet.clone()
 }
 
 /// What the reply says (OFFER, ACK in which state, NAK and why).
 fn answer(e: &mut Engine, p: &Packet) -> Answer {
-    let d = e.decide(p, NOW, None);
+    let d = e.decide(p, NOW, None, CLIENT);
     let r = d.reply().unwrap_or_else(|| panic!("no reply: {}", d.why()));
     r.answer.clone()
 }
 
 /// Why the engine stays silent (panics on a reply or a question).
 fn silent(e: &mut Engine, p: &Packet) -> Silence {
-    let d = e.decide(p, NOW, None);
+    let d = e.decide(p, NOW, None, CLIENT);
     let s = d
         .silence()
         .unwrap_or_else(|| panic!("not silent: {}", d.why()));
@@ -57,7 +60,7 @@ fn silent(e: &mut Engine, p: &Packet) -> Silence {
 fn ipxe_discover_gets_a_full_pxe_offer() {
     let mut e = engine("");
     e.set_file_size("pxelinux.0", Some(42_000));
-    let d = e.decide(&ipxe_discover(mac(1), 7), NOW, None);
+    let d = e.decide(&ipxe_discover(mac(1), 7), NOW, None, CLIENT);
     let r = d.reply().unwrap().clone();
     assert_eq!(r.dest, Dest::Broadcast);
     assert_eq!(r.answer, Answer::Offer { pxe: true });
@@ -123,7 +126,7 @@ fn selecting_request_acks_journals_and_notifies() {
     let mut e = engine("");
     let disc = ipxe_discover(mac(1), 9);
     let offered = reply(&mut e, &disc).yiaddr;
-    let d = e.decide(&selecting(&disc, offered, ip(1)), NOW, None);
+    let d = e.decide(&selecting(&disc, offered, ip(1)), NOW, None, CLIENT);
     let a = d.reply().unwrap();
     assert_eq!(msg_type(&a.packet), 5);
     assert_eq!(
@@ -150,7 +153,7 @@ fn selecting_request_acks_journals_and_notifies() {
         Some("BOOT,00002E8E-3412-BC4A-8DEF-0000E2E00001,52-54-00-00-00-01,10.9.0.100")
     );
     // A wrong address in SELECTING is NAKed.
-    let d = e.decide(&selecting(&disc, ip(104), ip(1)), NOW, None);
+    let d = e.decide(&selecting(&disc, ip(104), ip(1)), NOW, None, CLIENT);
     let n = d.reply().unwrap().clone();
     assert_eq!(msg_type(&n.packet), 6);
     let why = NakReason::NotOffered {
@@ -174,12 +177,54 @@ fn request_for_another_server_is_silent_and_forgets_the_offer() {
     let mut e = engine_for(config(ini), vec![]);
     let a = plain_discover(mac(1), 1);
     assert_eq!(reply(&mut e, &a).yiaddr, ip(100));
-    // While held for A, B gets nothing (pool of one).
-    let why = silent(&mut e, &plain_discover(mac(2), 2));
-    assert_eq!(why, Silence::NoAddress(AllocError::PoolExhausted));
     let why = silent(&mut e, &selecting(&a, ip(100), Ipv4Addr::new(10, 9, 0, 2)));
     assert_eq!(why, Silence::OtherServer(Ipv4Addr::new(10, 9, 0, 2)));
+    let state = e.leases().with(|t| t.get(&MacAddr(mac(1))).unwrap().state);
+    assert_eq!(state, LeaseState::Released, "the offer is forgotten");
     assert_eq!(reply(&mut e, &plain_discover(mac(2), 3)).yiaddr, ip(100));
+}
+
+#[test]
+fn full_pool_takes_back_the_oldest_offer() {
+    // Offers to made-up MACs fill a pool of 5; the next DISCOVER takes
+    // the oldest offer back instead of finding nothing for 60 s.
+    let mut e = engine_simple("");
+    for n in 1..=5u32 {
+        let d = e.decide(&plain_discover(mac(n), n), NOW + u64::from(n), None, CLIENT);
+        assert_eq!(d.reply().unwrap().packet.yiaddr, ip(99 + n as u8));
+    }
+    let d = e.decide(&plain_discover(mac(50), 50), NOW + 6, None, CLIENT);
+    assert_eq!(
+        d.reply().unwrap().packet.yiaddr,
+        ip(100),
+        "mac 1's, the oldest"
+    );
+    let d = e.decide(&plain_discover(mac(51), 51), NOW + 7, None, CLIENT);
+    assert_eq!(d.reply().unwrap().packet.yiaddr, ip(101), "then mac 2's");
+    // mac 1, whose offer was taken back, REQUESTs it anyway: the first
+    // REQUEST wins over an offer nobody requested.
+    let a = plain_discover(mac(1), 1);
+    let d = e.decide(&selecting(&a, ip(100), ip(1)), NOW + 8, None, CLIENT);
+    assert_eq!(msg_type(&d.reply().unwrap().packet), 5, "{}", d.why());
+    let d = e.decide(
+        &selecting(&plain_discover(mac(50), 50), ip(100), ip(1)),
+        NOW + 9,
+        None,
+        CLIENT,
+    );
+    assert_eq!(
+        d.reply().unwrap().answer,
+        Answer::Nak(NakReason::Bind(BindError::LeasedToOther(ip(100))))
+    );
+    // A bound lease is never taken back: bind all five, then nothing.
+    let mut e = engine_simple("");
+    for n in 1..=5u32 {
+        let a = plain_discover(mac(n), n);
+        let got = reply(&mut e, &a).yiaddr;
+        reply(&mut e, &selecting(&a, got, ip(1)));
+    }
+    let why = silent(&mut e, &plain_discover(mac(50), 50));
+    assert_eq!(why, Silence::NoAddress(AllocError::PoolExhausted));
 }
 
 #[test]
@@ -190,8 +235,9 @@ fn init_reboot_renewing_rebinding() {
     assert_eq!(msg_type(&got), 5);
     // INIT-REBOOT for its own address: ACK.
     assert_eq!(msg_type(&reply(&mut e, &init_reboot(&a, ip(100)))), 5);
-    // For another MAC's address: NAK.
+    // For another MAC's address: NAK (b has a record: an offer).
     let b = plain_discover(mac(2), 2);
+    assert_eq!(reply(&mut e, &b).yiaddr, ip(101));
     assert_eq!(
         answer(&mut e, &init_reboot(&b, ip(100))),
         Answer::Nak(NakReason::Bind(BindError::LeasedToOther(ip(100))))
@@ -200,10 +246,30 @@ fn init_reboot_renewing_rebinding() {
     let off = Ipv4Addr::new(192, 168, 7, 7);
     let n = answer(&mut e, &init_reboot(&b, off));
     assert_eq!(n, Answer::Nak(NakReason::OffNet(off)));
-    // A free pool address the daemon has no record of: ACK (authoritative).
+    // A free pool address, from a client with a record: ACK.
     assert_eq!(msg_type(&reply(&mut e, &init_reboot(&b, ip(103)))), 5);
+    // RFC 2131 4.3.2: from a client with no record at all: silence, not
+    // a binding (made-up MACs filled the pool that way).
+    let c = plain_discover(mac(3), 3);
+    let why = silent(&mut e, &init_reboot(&c, ip(104)));
+    assert_eq!(why, Silence::UnknownClient(ip(104)));
+    // RENEWING/REBINDING from a client with no lease: NAK for one of
+    // ours (it starts over), silence for another server's address.
+    let n = answer(&mut e, &renewing(&c, ip(104)));
+    assert_eq!(n, Answer::Nak(NakReason::NoLease(ip(104))));
+    let mut rb = renewing(&c, ip(104));
+    rb.flags = 0x8000;
+    assert_eq!(
+        answer(&mut e, &rb),
+        Answer::Nak(NakReason::NoLease(ip(104)))
+    );
+    let theirs = Ipv4Addr::new(10, 9, 0, 20);
+    let why = silent(&mut e, &renewing(&c, theirs));
+    assert_eq!(why, Silence::NotOurAddress(theirs));
+    let leases = e.leases().with(|t| t.leases().count());
+    assert_eq!(leases, 2, "nothing bound for the unknown client");
     // RENEWING: unicast ACK to ciaddr.
-    let d = e.decide(&renewing(&a, ip(100)), NOW + 100, None);
+    let d = e.decide(&renewing(&a, ip(100)), NOW + 100, None, CLIENT);
     let r = d.reply().unwrap();
     assert_eq!(msg_type(&r.packet), 5);
     assert_eq!(r.dest, Dest::Unicast(ip(100)));
@@ -217,7 +283,7 @@ fn init_reboot_renewing_rebinding() {
     // REBINDING (broadcast flag) the same way.
     let mut rb = renewing(&a, ip(100));
     rb.flags = 0x8000;
-    let d = e.decide(&rb, NOW + 200, None);
+    let d = e.decide(&rb, NOW + 200, None, CLIENT);
     let rebind = Answer::Ack {
         state: AckState::Rebinding,
         pxe: false,
@@ -246,7 +312,7 @@ fn decline_release_inform() {
     let mut dec = with_type(&a, 4);
     dec.set_option(50, ip(100).octets());
     dec.set_option(54, ip(1).octets());
-    let d = e.decide(&dec, NOW, None);
+    let d = e.decide(&dec, NOW, None, CLIENT);
     assert_eq!(d.silence(), Some(&Silence::Declined(ip(100))));
     assert_eq!(
         d.effects.journal,
@@ -256,7 +322,7 @@ fn decline_release_inform() {
         }]
     );
     // The same DECLINE again: this MAC no longer holds it, nothing stored.
-    let d = e.decide(&dec, NOW, None);
+    let d = e.decide(&dec, NOW, None, CLIENT);
     assert_eq!(d.silence(), Some(&Silence::DeclineNotHeld(ip(100))));
     assert!(d.effects.journal.is_empty());
     assert_eq!(reply(&mut e, &a).yiaddr, ip(101));
@@ -266,7 +332,7 @@ fn decline_release_inform() {
     let mut rel = with_type(&a, 7);
     rel.ciaddr = ip(101);
     rel.set_option(54, ip(1).octets());
-    let d = e.decide(&rel, NOW + 10, None);
+    let d = e.decide(&rel, NOW + 10, None, ip(101));
     assert_eq!(d.silence(), Some(&Silence::Released));
     assert_eq!(
         d.effects.notice.as_deref(),
@@ -280,7 +346,7 @@ fn decline_release_inform() {
     // INFORM: ACK with options, no address, no lease time, to ciaddr.
     let mut inf = with_type(&a, 8);
     inf.ciaddr = ip(77);
-    let d = e.decide(&inf, NOW, None);
+    let d = e.decide(&inf, NOW, None, CLIENT);
     let r = d.reply().unwrap().clone();
     assert_eq!(r.answer, Answer::InformAck);
     assert_eq!(msg_type(&r.packet), 5);
@@ -300,8 +366,18 @@ fn bootp_is_answered_as_bootp_only_with_allow_simple_dhcp() {
     p.options.clear();
     let mut e = engine("");
     assert_eq!(silent(&mut e, &p), Silence::SimpleDhcpOff);
+    // RFC 1534 4: a dynamic BOOTP address is only given when configured
+    // (`bootp_dynamic`), else only to a [static_dhcp] MAC.
     let mut e = engine_simple("");
-    let d = e.decide(&p, NOW, None);
+    assert_eq!(silent(&mut e, &p), Silence::BootpNotConfigured);
+    let mut e = engine_simple("[static_dhcp]\n52-54-00-00-00-01 = 10.9.0.103\n");
+    assert_eq!(reply(&mut e, &p).yiaddr, ip(103));
+    let ini = BASE.replace(
+        "lease_file = none\n",
+        "lease_file = none\nallow_simple_dhcp = yes\nbootp_dynamic = yes\n",
+    );
+    let mut e = engine_for(config(&ini), vec![]);
+    let d = e.decide(&p, NOW, None, CLIENT);
     assert_eq!(d.kind, "BOOTP");
     assert_eq!(d.reply().unwrap().answer, Answer::BootReply);
     let r = d.reply().unwrap().packet.clone();
@@ -331,7 +407,7 @@ fn plain_clients_need_allow_simple_dhcp_unless_they_booted_by_pxe() {
         None,
         "no PXE options for the OS"
     );
-    let d = e.decide(&selecting(&os, ipx, ip(1)), NOW, None);
+    let d = e.decide(&selecting(&os, ipx, ip(1)), NOW, None, CLIENT);
     assert_eq!(msg_type(&d.reply().unwrap().packet), 5);
     assert_eq!(
         d.effects.notice.as_deref(),
@@ -403,12 +479,12 @@ fn static_addresses_are_never_given_to_others() {
         .map(|n| reply(&mut e, &plain_discover(mac(n), n)).yiaddr)
         .collect();
     assert_eq!(got, vec![ip(100), ip(102), ip(103), ip(104)]);
-    // Pool of 5 minus the static one: the fifth MAC gets nothing.
-    let why = silent(&mut e, &plain_discover(mac(5), 5));
-    assert_eq!(why, Silence::NoAddress(AllocError::PoolExhausted));
+    // Pool of 5 minus the static one: the fifth MAC takes back the oldest
+    // offer (never the static address).
+    assert_eq!(reply(&mut e, &plain_discover(mac(5), 5)).yiaddr, ip(100));
     assert_eq!(reply(&mut e, &plain_discover(mac(9), 9)).yiaddr, ip(101));
     // Another MAC cannot take it by asking.
-    let n = answer(&mut e, &init_reboot(&plain_discover(mac(1), 1), ip(101)));
+    let n = answer(&mut e, &init_reboot(&plain_discover(mac(2), 2), ip(101)));
     assert_eq!(
         n,
         Answer::Nak(NakReason::Bind(BindError::ReservedForOther(ip(101))))
@@ -424,14 +500,14 @@ fn full_pool_reuses_the_longest_expired_lease() {
         plain_discover(mac(2), 2),
         plain_discover(mac(3), 3),
     );
-    e.decide(&selecting(&a, ip(100), ip(1)), NOW, None);
-    e.decide(&selecting(&b, ip(101), ip(1)), NOW + 50, None);
+    e.decide(&selecting(&a, ip(100), ip(1)), NOW, None, CLIENT);
+    e.decide(&selecting(&b, ip(101), ip(1)), NOW + 50, None, CLIENT);
     assert_eq!(
-        e.decide(&c, NOW + 60, None).silence(),
+        e.decide(&c, NOW + 60, None, CLIENT).silence(),
         Some(&Silence::NoAddress(AllocError::PoolExhausted))
     );
     let o = e
-        .decide(&c, NOW + 500, None)
+        .decide(&c, NOW + 500, None, CLIENT)
         .reply()
         .unwrap()
         .packet
@@ -444,7 +520,7 @@ fn buggy_clients_always_hear_broadcast_and_relays_get_replies() {
     let mut e = engine_simple("[buggy_clients]\n52-54-00-00-00-01 = yes\n");
     let a = plain_discover(mac(1), 1);
     reply(&mut e, &selecting(&a, ip(100), ip(1)));
-    let d = e.decide(&renewing(&a, ip(100)), NOW, None);
+    let d = e.decide(&renewing(&a, ip(100)), NOW, None, CLIENT);
     assert_eq!(d.reply().unwrap().dest, Dest::Broadcast);
     // Relayed: to giaddr, with option 82 echoed; a relayed NAK asks the
     // relay to broadcast.
@@ -452,14 +528,14 @@ fn buggy_clients_always_hear_broadcast_and_relays_get_replies() {
     r.giaddr = Ipv4Addr::new(10, 9, 0, 254);
     r.hops = 1;
     r.set_option(82, [1, 3, b'a', b'b', b'c']);
-    let d = e.decide(&r, NOW, None);
+    let d = e.decide(&r, NOW, None, CLIENT);
     let rep = d.reply().unwrap().clone();
     assert_eq!(rep.dest, Dest::Relay(Ipv4Addr::new(10, 9, 0, 254)));
     assert_eq!(rep.packet.giaddr, Ipv4Addr::new(10, 9, 0, 254));
     assert_eq!(rep.packet.hops, 0);
     assert_eq!(rep.packet.option(82), Some(&[1, 3, b'a', b'b', b'c'][..]));
     let n = e
-        .decide(&selecting(&r, ip(104), ip(1)), NOW, None)
+        .decide(&selecting(&r, ip(104), ip(1)), NOW, None, CLIENT)
         .reply()
         .unwrap()
         .clone();
@@ -474,7 +550,7 @@ fn http_acl_asks_on_phase_changes_and_uses_the_answer() {
         + "[http]\nlocation = 127.0.0.1:9\npxe = /boot\ndhcp = /linux\n";
     let mut e = engine_for(config(&ini), vec![]);
     let pxe = ipxe_discover(mac(1), 1);
-    let d = e.decide(&pxe, NOW, None);
+    let d = e.decide(&pxe, NOW, None, CLIENT);
     let q = d.query().expect("asks the HTTP ACL").clone();
     assert_eq!(
         q.url,
@@ -484,11 +560,11 @@ fn http_acl_asks_on_phase_changes_and_uses_the_answer() {
         client: Some("box1".into()),
         file: Some("box1.cfg".into()),
     };
-    let d = e.decide(&pxe, NOW, Some(&grant));
+    let d = e.decide(&pxe, NOW, Some(&grant), CLIENT);
     let o = d.reply().unwrap().packet.clone();
     assert_eq!(o.option(opt::HOST_NAME), Some(&b"box1"[..]));
     // Same phase: no new question, the name stays.
-    let d = e.decide(&selecting(&pxe, o.yiaddr, ip(1)), NOW, None);
+    let d = e.decide(&selecting(&pxe, o.yiaddr, ip(1)), NOW, None, CLIENT);
     assert!(d.query().is_none());
     assert_eq!(
         d.reply().unwrap().packet.option(opt::HOST_NAME),
@@ -504,8 +580,8 @@ fn http_acl_asks_on_phase_changes_and_uses_the_answer() {
     // The OS's DISCOVER keeps the PXE phase; its REQUEST moves to DHCP
     // and asks again, on the dhcp path, with the leased ip.
     let os = plain_discover(mac(1), 2);
-    assert!(e.decide(&os, NOW, None).query().is_none());
-    let d = e.decide(&selecting(&os, o.yiaddr, ip(1)), NOW, None);
+    assert!(e.decide(&os, NOW, None, CLIENT).query().is_none());
+    let d = e.decide(&selecting(&os, o.yiaddr, ip(1)), NOW, None, CLIENT);
     let q = d.query().expect("phase change asks again");
     assert!(
         q.url
@@ -519,6 +595,7 @@ fn http_acl_asks_on_phase_changes_and_uses_the_answer() {
         &selecting(&os, o.yiaddr, ip(1)),
         NOW,
         Some(&HttpAnswer::Denied("401".into())),
+        CLIENT,
     );
     assert_eq!(d.silence(), Some(&Silence::HttpDenied("401".into())));
     assert!(d.effects.journal.is_empty());
@@ -526,8 +603,8 @@ fn http_acl_asks_on_phase_changes_and_uses_the_answer() {
     // always_check asks every time.
     let ini2 = ini.replace("dhcp = /linux\n", "dhcp = /linux\nalways_check = yes\n");
     let mut e = engine_for(config(&ini2), vec![]);
-    e.decide(&pxe, NOW, Some(&grant));
-    assert!(e.decide(&pxe, NOW, None).query().is_some());
+    e.decide(&pxe, NOW, Some(&grant), CLIENT);
+    assert!(e.decide(&pxe, NOW, None, CLIENT).query().is_some());
 }
 
 #[test]
@@ -555,15 +632,61 @@ fn a_booted_os_renewing_after_a_restart_is_still_served() {
     let mut e = engine("");
     let pxe = ipxe_discover(mac(1), 1);
     let got = reply(&mut e, &pxe).yiaddr;
-    let d = e.decide(&selecting(&pxe, got, ip(1)), NOW, None);
+    let d = e.decide(&selecting(&pxe, got, ip(1)), NOW, None, CLIENT);
     let mut fresh = engine("");
     for r in &d.effects.journal {
         fresh.leases().with(|t| t.apply(r));
     }
     // allow_simple_dhcp is off, yet the known MAC's OS renews.
-    let r = fresh.decide(&renewing(&plain_discover(mac(1), 2), got), NOW + 10, None);
+    let r = fresh.decide(
+        &renewing(&plain_discover(mac(1), 2), got),
+        NOW + 10,
+        None,
+        CLIENT,
+    );
     assert_eq!(msg_type(&r.reply().expect("served").packet), 5);
     // An unknown plain client is still ignored.
     let why = silent(&mut fresh, &plain_discover(mac(2), 3));
     assert_eq!(why, Silence::SimpleDhcpOff);
+}
+
+#[test]
+fn forged_release_and_decline_are_ignored() {
+    let mut e = engine_simple("");
+    let mut a = plain_discover(mac(1), 1);
+    a.set_option(opt::CLIENT_ID, &b"\x01owner"[..]);
+    reply(&mut e, &selecting(&a, ip(100), ip(1)));
+    let mut rel = with_type(&a, 7);
+    rel.ciaddr = ip(100);
+    rel.set_option(54, ip(1).octets());
+    // From another address, not relayed: ignored, the lease stays.
+    let d = e.decide(&rel, NOW, None, ip(150));
+    let why = Silence::ReleaseFromElsewhere {
+        ip: ip(100),
+        src: ip(150),
+    };
+    assert_eq!(d.silence(), Some(&why));
+    assert!(d.effects.journal.is_empty());
+    // From the address, but without the lease's client identifier.
+    let mut no_id = rel.clone();
+    no_id.remove_option(opt::CLIENT_ID);
+    let d = e.decide(&no_id, NOW, None, ip(100));
+    assert_eq!(d.silence(), Some(&Silence::ClientIdMismatch(ip(100))));
+    let mut dec = with_type(&no_id, 4);
+    dec.ciaddr = Ipv4Addr::UNSPECIFIED;
+    dec.set_option(50, ip(100).octets());
+    let d = e.decide(&dec, NOW, None, CLIENT);
+    assert_eq!(d.silence(), Some(&Silence::ClientIdMismatch(ip(100))));
+    let held = e.leases().with(|t| t.holds(ip(100), NOW));
+    assert!(held, "the owner still holds its lease");
+    // Through a relay (giaddr set), the source is the relay's.
+    let mut relayed = rel.clone();
+    relayed.giaddr = ip(2);
+    let d = e.decide(&relayed, NOW, None, ip(2));
+    assert_eq!(d.silence(), Some(&Silence::Released));
+    // The owner's own RELEASE works.
+    reply(&mut e, &selecting(&a, ip(100), ip(1)));
+    let d = e.decide(&rel, NOW, None, ip(100));
+    assert_eq!(d.silence(), Some(&Silence::Released));
+    assert_eq!(d.effects.journal.len(), 1);
 }

@@ -117,6 +117,9 @@ async fn simple_dhcp_client_full_cycle_with_notices() {
     // Release: no reply, a notice, and the journal says released.
     let mut rel = with_type(&d, 7);
     rel.ciaddr = o.yiaddr;
+    // A RELEASE must come from the address it releases or through a
+    // relay (issue 12); this client sends from 127.0.0.1, so as a relay.
+    rel.giaddr = std::net::Ipv4Addr::LOCALHOST;
     c.send(&rel).await;
     let n = notify.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"RELEASE,52-54-00-00-00-05,10.9.0.100");

@@ -88,9 +88,11 @@ fuzz_target!(|data: &[u8]| {
         let Ok(p) = Packet::parse(bytes) else {
             continue;
         };
-        let mut d = e.decide(&p, now, None);
+        // From the address it names, or from none (as RELEASE's check sees).
+        let src = if step & 1 == 0 { p.ciaddr } else { std::net::Ipv4Addr::UNSPECIFIED };
+        let mut d = e.decide(&p, now, None, src);
         if d.query().is_some() {
-            d = e.decide(&p, now, Some(&answer(ans)));
+            d = e.decide(&p, now, Some(&answer(ans)), src);
         }
         // The log line is built from the decision too.
         let _ = format!("{} {:?} {:?} {}", d.kind, d.mac, d.ip, d.why());

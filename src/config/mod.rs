@@ -117,6 +117,9 @@ pub struct BootpConfig {
     pub lease_time: u32,
     pub access: Access,
     pub allow_simple_dhcp: bool,
+    /// Give BOOTP (no option 53) clients pool addresses; off: only
+    /// `[static_dhcp]` MACs get a BOOTP reply. Default false.
+    pub bootp_dynamic: bool,
     /// 2011's `boot_file`; `[bootfile] default` takes precedence.
     pub boot_file: Option<String>,
     pub domain: String,
@@ -617,6 +620,7 @@ impl Validator<'_> {
             }
         };
         let allow_simple_dhcp = s.boolean("allow_simple_dhcp", false)?;
+        let bootp_dynamic = s.boolean("bootp_dynamic", false)?;
         let boot_file = s.get("boot_file").map(str::to_string);
         let domain = s.string("domain", "localdomain");
         // Upstream's own sample spells it `server_name`.
@@ -675,6 +679,7 @@ impl Validator<'_> {
             lease_time,
             access,
             allow_simple_dhcp,
+            bootp_dynamic,
             boot_file,
             domain,
             servername,

@@ -197,10 +197,18 @@ impl Engine {
 
     /// Decides what to do with one request at `now` (unix seconds).
     /// `http` is the HTTP ACL's answer when the previous call asked for it.
-    /// The lease table is locked for the whole decision (no I/O inside).
-    pub fn decide(&mut self, p: &Packet, now: u64, http: Option<&HttpAnswer>) -> Decision {
+    /// `src` is the datagram's source address (a RELEASE must come from
+    /// the address it releases). The lease table is locked for the whole
+    /// decision (no I/O inside).
+    pub fn decide(
+        &mut self,
+        p: &Packet,
+        now: u64,
+        http: Option<&HttpAnswer>,
+        src: Ipv4Addr,
+    ) -> Decision {
         let leases = self.leases.clone();
-        leases.with(|t| self.decide_in(t, p, now, http))
+        leases.with(|t| self.decide_in(t, p, now, http, src))
     }
 
     fn decide_in(
@@ -209,6 +217,7 @@ impl Engine {
         p: &Packet,
         now: u64,
         http: Option<&HttpAnswer>,
+        src: Ipv4Addr,
     ) -> Decision {
         let msg = p.message_type();
         let mut effects = Effects::default();
@@ -218,7 +227,7 @@ impl Engine {
                 Some(MessageType::Discover) => self.discover(t, p, &ctx, now),
                 Some(MessageType::Request) => self.request(t, p, &ctx, now, &mut effects),
                 Some(MessageType::Decline) => self.decline(t, p, &ctx, now, &mut effects),
-                Some(MessageType::Release) => self.release(t, p, &ctx, now, &mut effects),
+                Some(MessageType::Release) => self.release(t, p, &ctx, (now, src), &mut effects),
                 Some(MessageType::Inform) => self.inform(p, &ctx),
                 None => self.bootp_request(t, p, &ctx, now, &mut effects),
                 // `admit` lets only client messages through.
@@ -567,6 +576,7 @@ impl Engine {
         r.ciaddr = p.ciaddr;
         self.fill_options(&mut r, p, ctx, Some(MessageType::Ack.to_u8()), true);
         fx.journal.push(Record::Lease(lease));
+        t.set_client_id(ctx.mac, p.option(opt::CLIENT_ID));
         fx.client_file = t.client_file(ip).map(|f| (ip, f.to_string()));
         fx.notice = Some(match (ctx.pxe, ctx.uuid) {
             (true, Some(u)) => format!("BOOT,{},{},{ip}", u.to_string().to_uppercase(), ctx.mac),
@@ -609,6 +619,7 @@ impl Engine {
                     return (Some(ip), self.nak(p, why));
                 }
             }
+            t.take_offered(ctx.mac, ip, now);
             return self.ack(t, p, ctx, ip, now, AckState::Selecting, fx);
         }
         if p.ciaddr.is_unspecified() {
@@ -621,6 +632,12 @@ impl Engine {
             let on_net = u32::from(ip) & net_mask == u32::from(self.server_ip) & net_mask;
             if !relayed && !on_net {
                 return (Some(ip), self.nak(p, NakReason::OffNet(ip)));
+            }
+            // RFC 2131 4.3.2: "If the DHCP server has no record of this
+            // client, then it MUST remain silent". Binding it instead let
+            // made-up MACs take the pool without an offer.
+            if !t.knows(&ctx.mac) {
+                return (Some(ip), Outcome::Silent(Silence::UnknownClient(ip)));
             }
             return self.ack(t, p, ctx, ip, now, AckState::InitReboot, fx);
         }
@@ -636,7 +653,14 @@ impl Engine {
                 let held = l.ip;
                 (Some(ip), self.nak(p, NakReason::NotTheLease { ip, held }))
             }
-            _ => self.ack(t, p, ctx, ip, now, state, fx),
+            Some(_) => self.ack(t, p, ctx, ip, now, state, fx),
+            None if t.static_for(&ctx.mac).is_some() => self.ack(t, p, ctx, ip, now, state, fx),
+            // No lease here: one of our addresses is not this client's
+            // (NAK: it starts over with a DISCOVER, which asks for the same
+            // address in option 50); another server's address is not ours
+            // to judge (a REBINDING client may be another server's).
+            None if t.manages(ip) => (Some(ip), self.nak(p, NakReason::NoLease(ip))),
+            None => (Some(ip), Outcome::Silent(Silence::NotOurAddress(ip))),
         }
     }
 
@@ -654,6 +678,9 @@ impl Engine {
         let Some(ip) = p.requested_ip() else {
             return (None, Outcome::Silent(Silence::DeclineNamesNoAddress));
         };
+        if !same_client_id(t, p, &ctx.mac) {
+            return (Some(ip), Outcome::Silent(Silence::ClientIdMismatch(ip)));
+        }
         let until = now + u64::from(self.bootp.lease_time);
         match t.decline(ctx.mac, ip, until) {
             Some(rec) => {
@@ -669,13 +696,24 @@ impl Engine {
         t: &mut LeaseTable,
         p: &Packet,
         ctx: &Ctx,
-        now: u64,
+        (now, src): (u64, Ipv4Addr),
         fx: &mut Effects,
     ) -> Handled {
         if p.server_id().is_some_and(|s| s != self.server_ip) {
             return (None, Outcome::Silent(Silence::ReleaseForOtherServer));
         }
         let ip = p.ciaddr;
+        // RFC 2131 4.4.6: the client unicasts its RELEASE from the address
+        // it gives up; from anywhere else (not relayed) it is forged.
+        if p.giaddr.is_unspecified() && src != ip {
+            return (
+                Some(ip),
+                Outcome::Silent(Silence::ReleaseFromElsewhere { ip, src }),
+            );
+        }
+        if !same_client_id(t, p, &ctx.mac) {
+            return (Some(ip), Outcome::Silent(Silence::ClientIdMismatch(ip)));
+        }
         match t.release(ctx.mac, ip, now) {
             Some(l) => {
                 fx.journal.push(Record::Lease(l));
@@ -705,6 +743,12 @@ impl Engine {
         now: u64,
         fx: &mut Effects,
     ) -> Handled {
+        // RFC 1534 section 4: a dynamic BOOTP address is in effect an
+        // infinite lease the client is never told about, so (like ISC
+        // dhcpd's `dynamic-bootp`) it is given only where configured.
+        if !self.bootp.bootp_dynamic && t.static_for(&ctx.mac).is_none() {
+            return (None, Outcome::Silent(Silence::BootpNotConfigured));
+        }
         let ip = if !p.ciaddr.is_unspecified() {
             p.ciaddr
         } else {
@@ -729,4 +773,11 @@ impl Engine {
         fx.notice = Some(format!("LEASE,{},{ip}", ctx.mac));
         (Some(ip), self.reply(r, p, ctx, Answer::BootReply))
     }
+}
+
+/// Whether a RELEASE/DECLINE carries the client identifier (option 61)
+/// the MAC's lease was bound with; a lease bound without one accepts any.
+fn same_client_id(t: &LeaseTable, p: &Packet, mac: &MacAddr) -> bool {
+    t.client_id(mac)
+        .is_none_or(|id| p.option(opt::CLIENT_ID) == Some(id))
 }

@@ -172,6 +172,9 @@ pub enum NakReason {
     OffNet(Ipv4Addr),
     /// RENEWING/REBINDING an address that is not the client's lease.
     NotTheLease { ip: Ipv4Addr, held: Ipv4Addr },
+    /// RENEWING/REBINDING one of our addresses from a client with no
+    /// lease at all (it must start over with a DISCOVER).
+    NoLease(Ipv4Addr),
 }
 
 impl fmt::Display for NakReason {
@@ -186,6 +189,7 @@ impl fmt::Display for NakReason {
             NakReason::NotTheLease { ip, held } => {
                 write!(f, "{ip} is not this client's lease ({held} is)")
             }
+            NakReason::NoLease(ip) => write!(f, "no lease on record for this client ({ip})"),
         }
     }
 }
@@ -227,6 +231,22 @@ pub enum Silence {
     ReleaseNotHeld(Ipv4Addr),
     /// A BOOTP client whose address the table refuses.
     BootpRefused(BindError),
+    /// RFC 2131 4.3.2: INIT-REBOOT from a client with no record here.
+    UnknownClient(Ipv4Addr),
+    /// RENEWING/REBINDING an address this server does not hand out, from
+    /// a client with no lease here: another server's client.
+    NotOurAddress(Ipv4Addr),
+    /// A BOOTP client with no `[static_dhcp]` address and
+    /// `bootp_dynamic` off.
+    BootpNotConfigured,
+    /// RELEASE/DECLINE whose option 61 is not the one the lease was bound
+    /// with (or none).
+    ClientIdMismatch(Ipv4Addr),
+    /// RELEASE of `ip` sent from another address, not through a relay.
+    ReleaseFromElsewhere {
+        ip: Ipv4Addr,
+        src: Ipv4Addr,
+    },
 }
 
 impl fmt::Display for Silence {
@@ -241,7 +261,9 @@ impl fmt::Display for Silence {
                 f.write_str("plain DHCP/BOOTP client ignored (allow_simple_dhcp is off)")
             }
             Silence::Acl(d) => d.fmt(f),
-            Silence::HttpDenied(why) => write!(f, "HTTP ACL denied: {why}"),
+            Silence::HttpDenied(why) => {
+                write!(f, "HTTP ACL denied: {}", crate::logging::Untrusted(why))
+            }
             Silence::NoBootFile { arch } => write!(
                 f,
                 "PXE client arch {} has no [bootfile] entry and there is no default",
@@ -269,6 +291,25 @@ impl fmt::Display for Silence {
                 write!(f, "RELEASE of {ip}, which this MAC does not hold: ignored")
             }
             Silence::BootpRefused(e) => write!(f, "BOOTP client cannot have the address: {e}"),
+            Silence::UnknownClient(ip) => {
+                write!(f, "INIT-REBOOT for {ip} from a client with no record here")
+            }
+            Silence::NotOurAddress(ip) => {
+                write!(f, "renewal of {ip}, not an address of this server")
+            }
+            Silence::BootpNotConfigured => {
+                f.write_str("BOOTP client without a [static_dhcp] address (bootp_dynamic is off)")
+            }
+            Silence::ClientIdMismatch(ip) => write!(
+                f,
+                "{ip}: client identifier (option 61) differs from the lease's: ignored"
+            ),
+            Silence::ReleaseFromElsewhere { ip, src } => {
+                write!(
+                    f,
+                    "RELEASE of {ip} sent from {src}, not through a relay: ignored"
+                )
+            }
         }
     }
 }

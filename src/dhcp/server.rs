@@ -28,9 +28,10 @@ use tracing::{debug, error, info, warn};
 
 use crate::acl::http::{HttpAcl, HttpAnswer, HttpQuery};
 use crate::config::{BootpConfig, Config, Dns};
-use crate::dhcp::{sizes, Decision, Dest, Engine, Outcome, Reply, ESSENTIAL};
+use crate::dhcp::{sizes, Decision, Dest, Engine, Outcome, Reply, Silence, ESSENTIAL};
 use crate::files::FileRoot;
 use crate::leases::{unix_now, LeaseStore, Leases, Record};
+use crate::logging::{Throttle, Untrusted};
 use crate::netif::ServerNet;
 use crate::wire::dhcp::Packet;
 use crate::wire::MacAddr;
@@ -294,7 +295,7 @@ async fn receive_loop(shared: Arc<Shared>, tracker: TaskTracker, shutdown: Cance
         let packet = match Packet::parse(&buf[..n]) {
             Ok(p) => p,
             Err(e) => {
-                warn!(%src, len = n, "dropped: {e}");
+                warn_malformed(src, n, &e);
                 continue;
             }
         };
@@ -306,6 +307,15 @@ async fn receive_loop(shared: Arc<Shared>, tracker: TaskTracker, shutdown: Cance
             Next::Deliver(d) => deliver(&shared.out, d).await,
             Next::Queued => {}
         }
+    }
+}
+
+/// "dropped: malformed", throttled: a flood of junk datagrams gives a
+/// few lines a minute with the count held back, not one line each.
+fn warn_malformed(src: SocketAddr, len: usize, e: &crate::wire::dhcp::ParseError) {
+    static MALFORMED: Throttle = Throttle::new(10, Duration::from_secs(60));
+    if let Some(held_back) = MALFORMED.admit(std::time::Instant::now()) {
+        warn!(%src, len, held_back, "dropped: {e}");
     }
 }
 
@@ -324,7 +334,11 @@ enum Next {
 /// records in decision order, whatever task decided them.
 fn decide(shared: &Shared, packet: &Packet, http: Option<&HttpAnswer>, src: SocketAddr) -> Next {
     let mut engine = shared.engine();
-    let decision = engine.decide(packet, unix_now(), http);
+    let from = match src {
+        SocketAddr::V4(a) => *a.ip(),
+        SocketAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    };
+    let decision = engine.decide(packet, unix_now(), http, from);
     if let Outcome::AskHttp(q) = &decision.outcome {
         return Next::Ask(q.clone(), decision);
     }
@@ -368,7 +382,9 @@ fn start_check(
         drop(permit);
         shared.checking().remove(&q.mac);
         if let HttpAnswer::Granted { client, file } = &answer {
-            info!(mac = %q.mac, client = ?client, file = ?file, "HTTP ACL granted");
+            // The ACL server's text, escaped: it may be as hostile as a client.
+            let show = |t: &Option<String>| t.as_deref().map(|t| Untrusted(t).to_string());
+            info!(mac = %q.mac, client = ?show(client), file = ?show(file), "HTTP ACL granted");
         }
         match decide(&shared, &packet, Some(&answer), src) {
             Next::Deliver(d) => deliver(&shared.out, d).await,
@@ -380,6 +396,13 @@ fn start_check(
 }
 
 fn log_decision(d: &Decision) {
+    if let Outcome::Silent(
+        s @ (Silence::ClientIdMismatch(_) | Silence::ReleaseFromElsewhere { .. }),
+    ) = &d.outcome
+    {
+        warn_forged(d, s);
+        return;
+    }
     if !tracing::enabled!(tracing::Level::INFO) {
         return;
     }
@@ -395,6 +418,16 @@ fn log_decision(d: &Decision) {
         "{}",
         d.outcome
     );
+}
+
+/// A RELEASE/DECLINE that looks forged (another source, another client
+/// identifier): a warning, throttled, since a flood can repeat it.
+fn warn_forged(d: &Decision, why: &Silence) {
+    static FORGED: Throttle = Throttle::new(10, Duration::from_secs(60));
+    if let Some(held_back) = FORGED.admit(std::time::Instant::now()) {
+        let mac = d.mac.map_or_else(|| "-".to_string(), |m| m.to_string());
+        warn!(kind = %d.kind, %mac, held_back, "possibly forged: {why}");
+    }
 }
 
 /// The one place a decision leaves: its log line, its reply, its notice.

@@ -4,7 +4,9 @@
 //! Rules: a MAC keeps its address (sticky, also after RELEASE or expiry);
 //! `[static_dhcp]` addresses are reserved for their MAC; pool addresses are
 //! handed out in order; when none is left, the longest-expired lease of
-//! another MAC is reused; when none can be, allocation fails (the caller
+//! another MAC is reused, then the oldest offer another MAC has not
+//! requested (a burst of made-up MACs cannot hold the pool for an offer's
+//! hold time); when none can be, allocation fails (the caller
 //! warns and stays silent). Only bound, released and declined states are
 //! journaled: an offer is a short in-memory reservation.
 
@@ -116,6 +118,12 @@ pub struct LeaseTable {
     /// restart). Kept by MAC, answered by address, so that an address's
     /// next holder never gets the previous holder's file.
     files: HashMap<MacAddr, String>,
+    /// Option 61 of each MAC's last binding (RELEASE/DECLINE must match).
+    client_ids: HashMap<MacAddr, Vec<u8>>,
+    /// The order offers were made in, per address (seconds are too
+    /// coarse to tell the oldest of a burst); at most one per address.
+    offer_order: HashMap<Ipv4Addr, u64>,
+    offers_made: u64,
     /// Pool offsets below this have been looked at by the linear scan;
     /// addresses past it have never been handed out.
     cursor: u32,
@@ -138,6 +146,9 @@ impl LeaseTable {
             by_ip: HashMap::new(),
             declined: HashMap::new(),
             files: HashMap::new(),
+            client_ids: HashMap::new(),
+            offer_order: HashMap::new(),
+            offers_made: 0,
             cursor: 0,
         }
     }
@@ -146,6 +157,41 @@ impl LeaseTable {
         let i = u32::from(ip);
         i >= self.pool_start
             && u64::from(i) < u64::from(self.pool_start) + u64::from(self.pool_count)
+    }
+
+    /// Whether `ip` is one this table hands out (pool or `[static_dhcp]`):
+    /// the server may then tell a client that it does not hold it.
+    pub fn manages(&self, ip: Ipv4Addr) -> bool {
+        self.in_pool(ip) || self.static_ips.contains_key(&ip)
+    }
+
+    /// Whether the table has any record of `mac` (a lease in any state,
+    /// or a `[static_dhcp]` address): RFC 2131 4.3.2's "record of this
+    /// client".
+    pub fn knows(&self, mac: &MacAddr) -> bool {
+        self.by_mac.contains_key(mac) || self.statics.contains_key(mac)
+    }
+
+    /// The client identifier (option 61) `mac` was bound with, if any.
+    pub fn client_id(&self, mac: &MacAddr) -> Option<&[u8]> {
+        self.client_ids.get(mac).map(Vec::as_slice)
+    }
+
+    /// Remembers (or forgets) the client identifier `mac` was bound
+    /// with. In memory only (asked again after a restart) and bounded
+    /// like the `File:` memory.
+    pub fn set_client_id(&mut self, mac: MacAddr, id: Option<&[u8]>) {
+        match id {
+            Some(id) => {
+                if self.client_ids.len() >= MAX_FILES && !self.client_ids.contains_key(&mac) {
+                    self.client_ids.clear();
+                }
+                self.client_ids.insert(mac, id.to_vec());
+            }
+            None => {
+                self.client_ids.remove(&mac);
+            }
+        }
     }
 
     pub fn static_for(&self, mac: &MacAddr) -> Option<Ipv4Addr> {
@@ -257,6 +303,8 @@ impl LeaseTable {
             },
         };
         self.set(lease);
+        self.offers_made += 1;
+        self.offer_order.insert(ip, self.offers_made);
         Ok(ip)
     }
 
@@ -307,7 +355,27 @@ impl LeaseTable {
                 }
             }
         }
-        best.map(|(_, ip)| ip).ok_or(AllocError::PoolExhausted)
+        match best {
+            Some((_, ip)) => Ok(ip),
+            None => self
+                .oldest_offer(&mac, now)
+                .ok_or(AllocError::PoolExhausted),
+        }
+    }
+
+    /// The pool address whose offer (to another MAC, never requested) is
+    /// the oldest: taken back when nothing else is free, so that a burst
+    /// of DISCOVERs from made-up MACs cannot hold the whole pool for an
+    /// offer's hold time (RFC 2131 4.3.1 lets the server reuse an offered
+    /// address; the oldest offer is the least likely to be requested).
+    fn oldest_offer(&self, mac: &MacAddr, now: u64) -> Option<Ipv4Addr> {
+        self.by_mac
+            .values()
+            .filter(|l| l.state == LeaseState::Offered && l.mac != *mac && l.expires > now)
+            .filter(|l| self.in_pool(l.ip) && !self.static_ips.contains_key(&l.ip))
+            .filter(|l| !self.excluded.contains(&l.ip) && !self.declined_at(l.ip, now))
+            .min_by_key(|l| (l.expires, self.offer_order.get(&l.ip).copied()))
+            .map(|l| l.ip)
     }
 
     /// Binds `ip` to `mac` until `now + lease_time` when it may hold it;
@@ -340,6 +408,22 @@ impl LeaseTable {
         };
         self.set(lease);
         Ok(lease)
+    }
+
+    /// A SELECTING REQUEST for `ip` from `mac`: when another MAC only
+    /// holds `ip` as an offer it never requested, that offer ends, so the
+    /// first REQUEST wins. Without it, a burst of DISCOVERs that took back
+    /// a real client's offer between its OFFER and REQUEST would NAK it.
+    pub fn take_offered(&mut self, mac: MacAddr, ip: Ipv4Addr, now: u64) {
+        let Some(other) = self.by_ip.get(&ip).copied().filter(|m| *m != mac) else {
+            return;
+        };
+        if let Some(l) = self.by_mac.get_mut(&other) {
+            if l.state == LeaseState::Offered {
+                l.state = LeaseState::Released;
+                l.expires = l.expires.min(now);
+            }
+        }
     }
 
     /// Ends `mac`'s lease on `ip` (RELEASE); the address stays sticky to
@@ -473,6 +557,28 @@ mod tests {
         assert_eq!(t.offer(mac(3), None, 200), Ok(ip(11)), "longest expired");
         assert!(t.get(&mac(2)).is_none(), "mac 2 lost its expired lease");
         assert_eq!(t.offer(mac(4), None, 200), Ok(ip(10)));
+    }
+
+    #[test]
+    fn full_pool_takes_back_the_oldest_offer_not_a_bound_lease() {
+        let mut t = LeaseTable::new(ip(10), 3, &[], vec![]);
+        t.bind(mac(1), ip(10), 1000, 0).unwrap();
+        assert_eq!(t.offer(mac(2), None, 5), Ok(ip(11)));
+        assert_eq!(t.offer(mac(3), None, 7), Ok(ip(12)));
+        assert_eq!(t.offer(mac(4), None, 8), Ok(ip(11)), "mac 2's, the oldest");
+        assert_eq!(t.offer(mac(5), None, 9), Ok(ip(12)), "then mac 3's");
+        assert_eq!(t.get(&mac(1)).unwrap().ip, ip(10), "bound stays");
+        assert!(t.get(&mac(2)).is_none());
+        t.bind(mac(4), ip(11), 1000, 9).unwrap();
+        t.bind(mac(5), ip(12), 1000, 9).unwrap();
+        assert_eq!(t.offer(mac(6), None, 10), Err(AllocError::PoolExhausted));
+        // Within one second, still the oldest first (not the lowest address).
+        let mut t = LeaseTable::new(ip(10), 2, &[], vec![]);
+        assert_eq!(t.offer(mac(1), None, 5), Ok(ip(10)));
+        assert_eq!(t.offer(mac(2), None, 5), Ok(ip(11)));
+        assert_eq!(t.offer(mac(3), None, 5), Ok(ip(10)));
+        assert_eq!(t.offer(mac(4), None, 5), Ok(ip(11)));
+        assert_eq!(t.offer(mac(5), None, 5), Ok(ip(10)));
     }
 
     #[test]
