@@ -109,6 +109,9 @@ pub fn drop_to(id: &Identity) -> std::io::Result<()> {
             "root could be had back after the drop",
         ));
     }
+    // No new privileges either: no setuid program run later (there is
+    // none, but a bug is a bug) can give any back.
+    nix::sys::prctl::set_no_new_privs().map_err(io)?;
     Ok(())
 }
 

@@ -292,7 +292,7 @@ fn parser_matches_python_configparser() {
 
 /// (fixture, message after "<path>")
 const BAD: &[(&str, &str)] = &[
-    ("unknown-key.ini", ":3: [bootp] pool_cont: unknown key (known keys: address, port, pool_start, pool_count, lease_time, access, allow_simple_dhcp, boot_file, domain, servername, server_name, dns, gateway, set_gateway, netmask, notify, timeout, lease_file)"),
+    ("unknown-key.ini", ":3: [bootp] pool_cont: unknown key (known keys: address, port, pool_start, pool_count, lease_time, access, allow_simple_dhcp, bootp_dynamic, boot_file, domain, servername, server_name, dns, gateway, set_gateway, netmask, notify, timeout, lease_file)"),
     ("unknown-section.ini", ":4: [tftpx]: unknown section (known sections: logger, daemon, bootp, bootpd, bootfile, tftp, tftpd, httpd, filters, mac, uuid, http, static_dhcp, buggy_clients)"),
     ("bad-ip.ini", ":3: [bootp] pool_start: '10.0.0.256' is not an IPv4 address"),
     ("bad-ip-static.ini", ":5: [static_dhcp] 00-11-22-33-44-55: '127.0.0' is not an IPv4 address"),

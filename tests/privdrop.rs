@@ -83,6 +83,7 @@ fn drops_to_the_configured_user_and_serves_only_what_it_may_read() {
         "",
         "supplementary groups cleared"
     );
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1", "no new privileges");
     for cap in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
         assert_eq!(status_field(pid, cap), "0000000000000000", "{cap}");
     }
