@@ -232,7 +232,12 @@ fn check_ip_and_curl() {
     rel.ciaddr = ip;
     rel.remove_option(50);
     rel.set_option(54, [127, 0, 0, 1]);
-    rt.block_on(client.send(&rel));
+    // From the released address itself, as a real client sends it (a
+    // RELEASE from any other address is ignored as forged).
+    let from = std::net::UdpSocket::bind((ip, 0)).unwrap();
+    let mut bytes = Vec::new();
+    rel.emit(&mut bytes);
+    from.send_to(&bytes, client.server).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let got = fetch("127.0.0.10");
