@@ -32,6 +32,10 @@ server_cmd() {
       local root=$DATA bin=$PYBOOTD
       [ "$name" = pybootd-base ] && bin=$PYBOOTD_BASE
       [ "$name" = pybootd-http ] && root="http://$SIP:8080"
+      # The load generator is one host standing in for N clients: no
+      # per-host cap (a key older builds, pybootd-base, do not know).
+      local per_client="max_per_client = 1024"
+      [ "$name" = pybootd-base ] && per_client=""
       cat >"$STATE/pybootd-tftp.ini" <<EOF
 [logger]
 type = stderr
@@ -42,6 +46,7 @@ address = $SIP
 root = $root
 max_blocksize = 65464
 max_transfers = 1024
+$per_client
 EOF
       CMD=("$bin" -t -c "$STATE/pybootd-tftp.ini")
       ;;
