@@ -13,21 +13,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{pybootd_bin, Daemon, Scratch};
-use pybootd::wire::tftp::{Mode, Packet, Request};
+use pybootd::wire::tftp::{Mode, Packet};
 use tftp_support::*;
 
 fn rrq(name: &str, opts: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    Packet::Rrq(Request {
-        filename: name.into(),
-        mode: Mode::Octet,
-        options: opts
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    })
-    .emit(&mut out);
-    out
+    request(false, name, Mode::Octet, opts)
 }
 
 /// `count` RRQs for `name` asking `timeout=255`, from a few sockets on

@@ -490,13 +490,7 @@ fn wildcard_listener_answers_from_the_address_asked() {
     for target in ["127.0.0.2", "127.0.0.1"] {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut rrq = Vec::new();
-        Packet::Rrq(pybootd::wire::tftp::Request {
-            filename: "f".into(),
-            mode: Mode::Octet,
-            options: vec![],
-        })
-        .emit(&mut rrq);
+        let rrq = request(false, "f", Mode::Octet, &[]);
         sock.send_to(&rrq, (target, port)).unwrap();
         let mut got = Vec::new();
         let mut buf = [0u8; 600];

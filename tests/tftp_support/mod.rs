@@ -134,16 +134,7 @@ pub fn get_from(
     let sock = UdpSocket::bind(bind).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    let mut rrq = Vec::new();
-    Packet::Rrq(Request {
-        filename: name.into(),
-        mode,
-        options: opts
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    })
-    .emit(&mut rrq);
+    let rrq = request(false, name, mode, opts);
     sock.send_to(&rrq, server).unwrap();
     let mut blksize = 512usize;
     let mut window = 1usize;
@@ -248,21 +239,31 @@ pub fn get_from(
     }
 }
 
+/// The bytes of an RRQ (or, `write`, a WRQ) for `name` with `opts`.
+pub fn request(write: bool, name: &str, mode: Mode, opts: &[(&str, &str)]) -> Vec<u8> {
+    let req = Request {
+        filename: name.into(),
+        mode,
+        options: opts
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let mut out = Vec::new();
+    if write {
+        Packet::Wrq(req).emit(&mut out);
+    } else {
+        Packet::Rrq(req).emit(&mut out);
+    }
+    out
+}
+
 /// Uploads `data` as `name`.
 pub fn put(server: SocketAddr, name: &str, data: &[u8], opts: &[(&str, &str)]) -> Result<(), Fail> {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    let mut wrq = Vec::new();
-    Packet::Wrq(Request {
-        filename: name.into(),
-        mode: Mode::Octet,
-        options: opts
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    })
-    .emit(&mut wrq);
+    let wrq = request(true, name, Mode::Octet, opts);
     sock.send_to(&wrq, server).unwrap();
     let mut buf = [0u8; 1024];
     let mut blksize = 512;
